@@ -1,0 +1,434 @@
+#!/usr/bin/env bash
+# Reverse-proxy throughput/latency benchmark: edgeward vs nginx.
+#
+# Both proxies sit in front of the same small nginx origin on 127.0.0.1 and
+# are loaded with wrk in interleaved rounds (A,B,A,B,...). Prints a markdown
+# report (machine facts, command line, results table) to stdout; progress goes
+# to stderr. See bench/README.md.
+#
+# Usage: bench/proxy.sh [--edgeward PATH] [--threads N] [--duration SECONDS]
+#                       [--rounds R] [--connections "16 50"] [--wrk-threads N]
+#                       [--warmup SECONDS] [--clean]
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+Usage: bench/proxy.sh [options]
+
+  --edgeward PATH       edgeward binary (default: target/release/edgeward;
+                        built with `cargo build --release` if missing)
+  --threads N           edgeward threads = nginx worker_processes (default 1)
+  --duration SECONDS    duration of each measured wrk run (default 10)
+  --rounds R            interleaved A,B rounds per connection count (default 2)
+  --connections "C..."  space-separated wrk connection counts (default "16 50")
+  --wrk-threads N       wrk threads (default 1)
+  --warmup SECONDS      warm-up run per proxy before measuring (default 2)
+  --clean               delete the work dir (configs, logs, raw wrk output)
+                        at the end instead of keeping it
+  -h, --help            this help
+EOF
+}
+
+log() { printf '[proxy-bench] %s\n' "$*" >&2; }
+die() { printf '[proxy-bench] ERROR: %s\n' "$*" >&2; exit 1; }
+
+is_uint() { [[ "$1" =~ ^[0-9]+$ ]] && (( "$1" > 0 )); }
+
+CMDLINE=$(printf '%q ' "$0" "$@"); CMDLINE=${CMDLINE% }
+ORIG_PWD=$PWD
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+EDGEWARD=""
+THREADS=1
+DURATION=10
+ROUNDS=2
+CONNECTIONS="16 50"
+WRK_THREADS=1
+WARMUP=2
+CLEAN=0
+
+while (( $# )); do
+    case "$1" in
+        --edgeward)    EDGEWARD=${2:?--edgeward needs a path}; shift 2 ;;
+        --threads)     THREADS=${2:?--threads needs a value}; shift 2 ;;
+        --duration)    DURATION=${2:?--duration needs a value}; shift 2 ;;
+        --rounds)      ROUNDS=${2:?--rounds needs a value}; shift 2 ;;
+        --connections) CONNECTIONS=${2:?--connections needs a value}; shift 2 ;;
+        --wrk-threads) WRK_THREADS=${2:?--wrk-threads needs a value}; shift 2 ;;
+        --warmup)      WARMUP=${2:?--warmup needs a value}; shift 2 ;;
+        --clean)       CLEAN=1; shift ;;
+        -h|--help)     usage; exit 0 ;;
+        *)             usage >&2; die "unknown argument: $1" ;;
+    esac
+done
+
+is_uint "$THREADS"     || die "--threads must be a positive integer"
+is_uint "$DURATION"    || die "--duration must be a positive integer (seconds)"
+is_uint "$ROUNDS"      || die "--rounds must be a positive integer"
+is_uint "$WRK_THREADS" || die "--wrk-threads must be a positive integer"
+[[ "$WARMUP" =~ ^[0-9]+$ ]] || die "--warmup must be a non-negative integer"
+read -r -a CONNS <<<"$CONNECTIONS"
+(( ${#CONNS[@]} > 0 )) || die "--connections must not be empty"
+for c in "${CONNS[@]}"; do
+    is_uint "$c" || die "--connections: '$c' is not a positive integer"
+    (( c >= WRK_THREADS )) || die "--connections: $c < --wrk-threads $WRK_THREADS (wrk needs >= 1 connection per thread)"
+done
+
+# ---------------------------------------------------------------- tools
+need_install=()
+command -v wrk   >/dev/null 2>&1 || need_install+=(wrk)
+command -v curl  >/dev/null 2>&1 || need_install+=(curl)
+if ! command -v nginx >/dev/null 2>&1 && [[ ! -x /usr/sbin/nginx ]]; then
+    need_install+=(nginx-light)
+fi
+if (( ${#need_install[@]} )); then
+    if [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        log "installing missing tools: ${need_install[*]}"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_install[@]}" >&2
+    else
+        die "missing tools: ${need_install[*]}; install them with: apt-get install -y wrk nginx-light curl"
+    fi
+fi
+command -v python3 >/dev/null 2>&1 || die "python3 is required (used to pick free ports)"
+NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
+[[ -x "$NGINX" ]] || die "nginx not found; install it with: apt-get install -y nginx-light"
+
+# ---------------------------------------------------------------- edgeward binary
+cd "$REPO_ROOT"
+if [[ -n "$EDGEWARD" ]]; then
+    [[ "$EDGEWARD" = /* ]] || EDGEWARD="$ORIG_PWD/$EDGEWARD"
+    [[ -x "$EDGEWARD" ]] || die "--edgeward $EDGEWARD is not an executable file"
+else
+    EDGEWARD="$REPO_ROOT/target/release/edgeward"
+    if [[ ! -x "$EDGEWARD" ]]; then
+        command -v cargo >/dev/null 2>&1 || die "$EDGEWARD missing and cargo not found"
+        log "$EDGEWARD missing; running cargo build --release"
+        cargo build --release >&2
+        [[ -x "$EDGEWARD" ]] || die "cargo build --release did not produce $EDGEWARD"
+    fi
+fi
+
+# ---------------------------------------------------------------- work dir + cleanup
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/edgeward-proxy-bench.XXXXXX")
+RAW="$WORK/raw"
+mkdir -p "$RAW"
+# nginx drops worker privileges when started as root; let workers traverse the dir.
+chmod 755 "$WORK"
+
+PIDS=()      # every server we started, in start order
+WRK_PID=""   # the wrk run in progress, if any
+SUCCESS=0
+
+stop_pid() {
+    local pid=$1 i
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for (( i = 0; i < 100; i++ )); do           # up to 10 s (edgeward grace_period is 1 s)
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "pid $pid did not exit after SIGTERM; sending SIGKILL to its process group"
+        # Every server was started under setsid, so its pid is also its own
+        # process group id; this also reaps nginx workers orphaned by the kill.
+        kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    local i
+    if [[ -n "$WRK_PID" ]]; then
+        kill -TERM "$WRK_PID" 2>/dev/null || true
+        wait "$WRK_PID" 2>/dev/null || true
+    fi
+    for (( i = ${#PIDS[@]} - 1; i >= 0; i-- )); do   # proxies first, origin last
+        stop_pid "${PIDS[i]}"
+    done
+    if (( CLEAN && SUCCESS )); then
+        rm -rf "$WORK"
+    elif (( ! SUCCESS )); then
+        log "failed (exit $rc); configs, logs and raw output kept in $WORK"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# start_bg NAME CMD... : start a server in its own session, logs to $WORK/NAME.log
+start_bg() {
+    local name=$1; shift
+    setsid "$@" </dev/null >"$WORK/$name.log" 2>&1 &
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+}
+
+# wait_ready NAME PID URL HOST DEADLINE_S : poll until HTTP 200 (or process death / deadline)
+wait_ready() {
+    local name=$1 pid=$2 url=$3 host=$4 deadline=$(( SECONDS + $5 )) code
+    while :; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 30 "$WORK/$name.log" "$WORK/$name/error.log" >&2 2>/dev/null || true
+            die "$name exited before becoming ready (see $WORK/$name.log)"
+        fi
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 -H "Host: $host" "$url" 2>/dev/null) || code=000
+        [[ "$code" == 200 ]] && return 0
+        if (( SECONDS >= deadline )); then
+            tail -n 30 "$WORK/$name.log" "$WORK/$name/error.log" >&2 2>/dev/null || true
+            die "$name not ready at $url after ${5}s (last HTTP status $code)"
+        fi
+        sleep 0.1
+    done
+}
+
+# ---------------------------------------------------------------- ports
+# Bind all three sockets at once so the ports are distinct, then release them.
+read -r UP_PORT PORT_A PORT_B < <(python3 -c '
+import socket
+socks = []
+for _ in range(3):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+')
+[[ -n "${PORT_B:-}" ]] || die "could not pick free ports"
+log "work dir $WORK; ports: upstream=$UP_PORT edgeward=$PORT_A nginx=$PORT_B"
+
+USER_DIRECTIVE=""
+if [[ $EUID -eq 0 ]]; then
+    USER_DIRECTIVE="user $(id -un) $(id -gn);"
+fi
+
+# nginx_main DIR WORKERS / nginx_http_common DIR : config shared by both nginx instances
+# (everything inside DIR; temp paths set explicitly so no /var/lib/nginx access is needed)
+nginx_main() {
+    local dir=$1 workers=$2
+    cat <<EOF
+$USER_DIRECTIVE
+worker_processes $workers;
+daemon off;
+master_process on;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+EOF
+}
+nginx_http_common() {
+    local dir=$1
+    cat <<EOF
+    access_log off;
+    default_type text/plain;
+    keepalive_timeout 65;
+    keepalive_requests 1000000;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+EOF
+}
+
+# ---------------------------------------------------------------- upstream (origin)
+UP_DIR="$WORK/upstream"
+mkdir -p "$UP_DIR/tmp"
+{
+    nginx_main "$UP_DIR" 1
+    echo "http {"
+    nginx_http_common "$UP_DIR"
+    cat <<EOF
+    server {
+        listen 127.0.0.1:$UP_PORT;
+        location / { return 200 "hello from upstream\n"; }
+    }
+}
+EOF
+} >"$UP_DIR/nginx.conf"
+start_bg upstream "$NGINX" -p "$UP_DIR" -e "$UP_DIR/error.log" -c "$UP_DIR/nginx.conf"
+UP_PID=$LAST_PID
+wait_ready upstream "$UP_PID" "http://127.0.0.1:$UP_PORT/" localhost 10
+EXPECTED_BODY="hello from upstream"
+
+# ---------------------------------------------------------------- proxy A: edgeward
+EW_DIR="$WORK/edgeward"
+mkdir -p "$EW_DIR" "$WORK/logs/bench"
+cat >"$EW_DIR/edgeward.yaml" <<EOF
+listen: ["127.0.0.1:$PORT_A"]
+threads: $THREADS
+grace_period: 1s
+accounts:
+  bench:
+    log_dir: $WORK/logs/bench
+    sites:
+      site:
+        addresses: ["bench.local"]
+        upstream:
+          address: "127.0.0.1:$UP_PORT"
+EOF
+start_bg edgeward env RUST_LOG=warn "$EDGEWARD" run -c "$EW_DIR/edgeward.yaml"
+EW_PID=$LAST_PID
+wait_ready edgeward "$EW_PID" "http://127.0.0.1:$PORT_A/" bench.local 30
+
+# ---------------------------------------------------------------- proxy B: nginx
+NX_DIR="$WORK/nginx"
+mkdir -p "$NX_DIR/tmp"
+{
+    nginx_main "$NX_DIR" "$THREADS"
+    echo "http {"
+    nginx_http_common "$NX_DIR"
+    cat <<EOF
+    upstream origin {
+        server 127.0.0.1:$UP_PORT;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$PORT_B;
+        server_name bench.local;
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Request-Id \$request_id;
+        }
+    }
+}
+EOF
+} >"$NX_DIR/nginx.conf"
+start_bg nginx "$NGINX" -p "$NX_DIR" -e "$NX_DIR/error.log" -c "$NX_DIR/nginx.conf"
+NX_PID=$LAST_PID
+wait_ready nginx "$NX_PID" "http://127.0.0.1:$PORT_B/" bench.local 10
+
+# ---------------------------------------------------------------- sanity: both proxy the origin
+NAMES=(edgeward nginx)
+declare -A PORT=([edgeward]=$PORT_A [nginx]=$PORT_B)
+declare -A PID=([edgeward]=$EW_PID [nginx]=$NX_PID)
+for p in "${NAMES[@]}"; do
+    body=$(curl -s --max-time 2 -D "$RAW/headers-$p.txt" -H 'Host: bench.local' "http://127.0.0.1:${PORT[$p]}/") || true
+    [[ "$body" == "$EXPECTED_BODY" ]] \
+        || die "$p on port ${PORT[$p]} returned body '$body', expected '$EXPECTED_BODY'"
+done
+
+# ---------------------------------------------------------------- wrk
+# to_ms VALUE-WITH-UNIT (wrk prints us, ms, s, m, h)
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        if (match(v, /^[0-9.]+/) == 0) { print "nan"; exit }
+        n = substr(v, 1, RLENGTH); u = substr(v, RLENGTH + 1)
+        if (u == "us") f = 0.001; else if (u == "ms") f = 1; else if (u == "s") f = 1000
+        else if (u == "m") f = 60000; else if (u == "h") f = 3600000; else { print "nan"; exit }
+        printf "%.6f\n", n * f
+    }'
+}
+
+# run_wrk PROXY CONNS DURATION OUTFILE
+run_wrk() {
+    local p=$1 c=$2 d=$3 out=$4
+    kill -0 "${PID[$p]}" 2>/dev/null || die "$p (pid ${PID[$p]}) died during the benchmark; see $WORK/$p.log"
+    # In the background + wait, so that INT/TERM traps fire at once instead of
+    # after wrk finishes; cleanup() kills a still-running wrk.
+    wrk -t"$WRK_THREADS" -c"$c" -d"${d}s" --latency -H 'Host: bench.local' \
+        "http://127.0.0.1:${PORT[$p]}/" </dev/null >"$out" 2>&1 &
+    WRK_PID=$!
+    wait "$WRK_PID" || { WRK_PID=""; cat "$out" >&2; die "wrk failed against $p"; }
+    WRK_PID=""
+}
+
+# parse_wrk FILE -> "rps p50_ms p99_ms errors"
+parse_wrk() {
+    local f=$1 rps p50 p99 errs
+    rps=$(awk '$1 == "Requests/sec:" { print $2 }' "$f")
+    p50=$(awk '$1 == "50%" { print $2; exit }' "$f")
+    p99=$(awk '$1 == "99%" { print $2; exit }' "$f")
+    [[ -n "$rps" && -n "$p50" && -n "$p99" ]] || { cat "$f" >&2; die "could not parse wrk output $f"; }
+    # socket errors (connect/read/write/timeout) + non-2xx/3xx responses
+    errs=$(awk '
+        /Socket errors:/ { gsub(/,/, ""); n += $4 + $6 + $8 + $10 }
+        /Non-2xx or 3xx responses:/ { n += $NF }
+        END { print n + 0 }' "$f")
+    printf '%s %s %s %s\n' "$rps" "$(to_ms "$p50")" "$(to_ms "$p99")" "$errs"
+}
+
+median() {
+    printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 }
+        END { if (NR == 0) { print "nan"; exit }
+              if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+max_c=0
+for c in "${CONNS[@]}"; do (( c > max_c )) && max_c=$c; done
+if (( WARMUP > 0 )); then
+    for p in "${NAMES[@]}"; do
+        log "warm-up: $p, ${WARMUP}s, -c$max_c"
+        run_wrk "$p" "$max_c" "$WARMUP" "$RAW/warmup-$p.txt"
+    done
+fi
+
+declare -A RPS P50 P99 ERRS
+for c in "${CONNS[@]}"; do
+    for (( r = 1; r <= ROUNDS; r++ )); do
+        for p in "${NAMES[@]}"; do
+            out="$RAW/c$c-$p-r$r.txt"
+            log "measure: -c$c round $r/$ROUNDS $p (${DURATION}s)"
+            run_wrk "$p" "$c" "$DURATION" "$out"
+            read -r rps p50 p99 errs < <(parse_wrk "$out")
+            RPS[$c,$p]+="$rps "; P50[$c,$p]+="$p50 "; P99[$c,$p]+="$p99 "
+            ERRS[$c,$p]=$(( ${ERRS[$c,$p]:-0} + errs ))
+        done
+    done
+done
+
+# ---------------------------------------------------------------- report
+cpu_model=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
+[[ -n "$cpu_model" ]] || cpu_model=$(lscpu 2>/dev/null | awk -F': *' '/^Model name/ { print $2; exit }' || true)
+nginx_version=$("$NGINX" -v 2>&1 | head -n1 || true)
+edgeward_version=$("$EDGEWARD" --version 2>&1 | head -n1 || true)
+wrk_version=$(wrk -v 2>&1 | head -n1 || true)
+
+echo "## Proxy benchmark: edgeward vs nginx"
+echo
+echo "- command: \`$CMDLINE\`"
+echo "- date: $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
+echo "- nproc: $(nproc)"
+echo "- cpu: ${cpu_model:-unknown}"
+echo "- kernel: $(uname -sr)"
+echo "- nginx: ${nginx_version:-unknown}"
+echo "- edgeward: ${edgeward_version:-unknown} ($EDGEWARD)"
+echo "- wrk: ${wrk_version:-unknown}"
+echo "- setup: proxy threads/workers=$THREADS, wrk -t$WRK_THREADS, ${DURATION}s per run, $ROUNDS interleaved round(s), ${WARMUP}s warm-up per proxy; origin = nginx (1 worker) \`return 200\` ($(( ${#EXPECTED_BODY} + 1 )) byte body); all on 127.0.0.1"
+echo
+echo "| conns | proxy | req/s (median) | p50 ms (median) | p99 ms (median) | errors (total) |"
+echo "|------:|:------|---------------:|----------------:|----------------:|---------------:|"
+for c in "${CONNS[@]}"; do
+    for p in "${NAMES[@]}"; do
+        # shellcheck disable=SC2086  # intentional word splitting of the value lists
+        printf '| %s | %s | %.0f | %.3f | %.3f | %s |\n' "$c" "$p" \
+            "$(median ${RPS[$c,$p]})" "$(median ${P50[$c,$p]})" "$(median ${P99[$c,$p]})" "${ERRS[$c,$p]}"
+    done
+done
+echo
+echo "| conns | edgeward req/s | nginx req/s | edgeward/nginx |"
+echo "|------:|---------------:|------------:|---------------:|"
+for c in "${CONNS[@]}"; do
+    # shellcheck disable=SC2086
+    a=$(median ${RPS[$c,edgeward]})
+    # shellcheck disable=SC2086
+    b=$(median ${RPS[$c,nginx]})
+    printf '| %s | %.0f | %.0f | %s |\n' "$c" "$a" "$b" \
+        "$(awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')"
+done
+echo
+
+SUCCESS=1
+if (( CLEAN )); then
+    echo "Raw wrk output deleted (--clean)."
+else
+    echo "Raw wrk output, configs and logs: \`$WORK\`"
+fi

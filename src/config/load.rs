@@ -1,0 +1,813 @@
+//! Load and validate a configuration file. Every error found is collected with
+//! its position; a file with any error never produces a `Config`.
+
+use super::file::{AccountFile, AdminFile, CacheFile, SiteFile, UpstreamFile, WafFile};
+use super::position::{Pos, PositionIndex};
+use super::runtime::{Config, Router, Site, Upstream, UpstreamTarget};
+use super::units::ConfDuration;
+use super::{ConfigError, ConfigErrors};
+use crate::metrics::SiteMetrics;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_yaml::Value;
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(60);
+
+const TOP_KEYS: &[&str] = &[
+    "listen",
+    "threads",
+    "grace_period",
+    "admin",
+    "default_site",
+    "cache",
+    "waf",
+    "accounts",
+];
+
+/// Read and validate the configuration file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(path, &text),
+        Err(e) => Err(ConfigErrors(vec![ConfigError {
+            file: path.to_path_buf(),
+            line: 0,
+            col: 0,
+            scope: String::new(),
+            message: format!("cannot read the configuration file: {e}"),
+        }])),
+    }
+}
+
+/// Validate configuration text; `path` is used in error messages and to name
+/// the source of the resulting `Config`.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+    let mut l = Loader {
+        file: path.to_path_buf(),
+        index: PositionIndex::default(),
+        errors: Vec::new(),
+    };
+    let root: Value = match serde_yaml::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            let (line, col) = e
+                .location()
+                .map(|loc| (loc.line(), loc.column()))
+                .unwrap_or((1, 1));
+            l.errors.push(ConfigError {
+                file: l.file.clone(),
+                line,
+                col,
+                scope: String::new(),
+                message: format!("invalid YAML: {}", strip_location(&e.to_string())),
+            });
+            return Err(ConfigErrors(l.errors));
+        }
+    };
+    l.index = PositionIndex::build(text);
+    let config = l.build(root);
+    if l.errors.is_empty() {
+        Ok(config.expect("a config without errors"))
+    } else {
+        l.errors.sort_by_key(|e| (e.line, e.col));
+        Err(ConfigErrors(l.errors))
+    }
+}
+
+/// serde_yaml appends " at line X column Y"; we print the position up front.
+fn strip_location(msg: &str) -> String {
+    match msg.find(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+struct Loader {
+    file: PathBuf,
+    index: PositionIndex,
+    errors: Vec<ConfigError>,
+}
+
+fn path_of(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|s| s.to_string()).collect()
+}
+
+fn child(path: &[String], key: &str) -> Vec<String> {
+    let mut p = path.to_vec();
+    p.push(key.to_string());
+    p
+}
+
+fn item(path: &[String], i: usize) -> Vec<String> {
+    child(path, &format!("[{i}]"))
+}
+
+/// Names that end up in file paths and metric labels.
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !s.starts_with('.')
+}
+
+impl Loader {
+    fn push(&mut self, pos: Pos, scope: &str, message: String) {
+        self.errors.push(ConfigError {
+            file: self.file.clone(),
+            line: pos.line,
+            col: pos.col,
+            scope: scope.to_string(),
+            message,
+        });
+    }
+
+    fn err_value(&mut self, path: &[String], scope: &str, message: impl Into<String>) {
+        let pos = self.index.value(path);
+        self.push(pos, scope, message.into());
+    }
+
+    fn err_key(&mut self, path: &[String], scope: &str, message: impl Into<String>) {
+        let pos = self.index.key(path);
+        self.push(pos, scope, message.into());
+    }
+
+    /// Deserialize one section; on error record it (with the exact position
+    /// of the offending key or value) and return None.
+    fn de<T: DeserializeOwned>(&mut self, v: Value, path: &[String], scope: &str) -> Option<T> {
+        // Paths are shown relative to the scope: `upstream.address` for a site.
+        let base = match path.first().map(String::as_str) {
+            Some("accounts") if path.len() >= 4 && path[2] == "sites" => 4,
+            Some("accounts") if path.len() >= 2 => 2,
+            _ => 0,
+        };
+        match serde_path_to_error::deserialize::<_, T>(v) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let mut full = path.to_vec();
+                for seg in e.path().iter() {
+                    match seg {
+                        serde_path_to_error::Segment::Seq { index } => {
+                            full.push(format!("[{index}]"))
+                        }
+                        serde_path_to_error::Segment::Map { key } => full.push(key.clone()),
+                        serde_path_to_error::Segment::Enum { variant } => {
+                            full.push(variant.clone())
+                        }
+                        serde_path_to_error::Segment::Unknown => {}
+                    }
+                }
+                let msg = e.inner().to_string();
+                let dotted = full[base.min(full.len())..]
+                    .iter()
+                    .filter(|s| !s.is_empty())
+                    .fold(String::new(), |mut acc, s| {
+                        if !acc.is_empty() && !s.starts_with('[') {
+                            acc.push('.');
+                        }
+                        acc.push_str(s);
+                        acc
+                    });
+                if msg.starts_with("unknown field") {
+                    self.err_key(&full, scope, format!("{dotted}: {msg}"));
+                } else {
+                    self.err_value(&full, scope, format!("{dotted}: {msg}"));
+                }
+                None
+            }
+        }
+    }
+
+    fn build(&mut self, root: Value) -> Option<Config> {
+        let root = match root {
+            Value::Mapping(m) => m,
+            Value::Null => Default::default(),
+            _ => {
+                self.err_value(&[], "", "the configuration must be a mapping of settings");
+                return None;
+            }
+        };
+
+        let mut listen: Option<Vec<String>> = None;
+        let mut threads: Option<usize> = None;
+        let mut grace: Option<ConfDuration> = None;
+        let mut admin: Option<AdminFile> = None;
+        let mut default_site: Option<String> = None;
+        let mut accounts: Vec<(String, Value)> = Vec::new();
+        let mut ok = true;
+
+        for (k, v) in root {
+            let Some(key) = k.as_str().map(str::to_string) else {
+                self.err_value(&[], "", "configuration keys must be strings");
+                ok = false;
+                continue;
+            };
+            let p = path_of(&[&key]);
+            match key.as_str() {
+                "listen" => match self.de::<OneOrMany>(v, &p, "") {
+                    Some(OneOrMany::One(s)) => listen = Some(vec![s]),
+                    Some(OneOrMany::Many(list)) => listen = Some(list),
+                    None => ok = false,
+                },
+                "threads" => {
+                    threads = self.de(v, &p, "");
+                    ok &= threads.is_some();
+                }
+                "grace_period" => {
+                    grace = self.de(v, &p, "");
+                    ok &= grace.is_some();
+                }
+                "admin" => {
+                    admin = self.de(v, &p, "");
+                    ok &= admin.is_some();
+                }
+                "default_site" => {
+                    default_site = self.de(v, &p, "");
+                    ok &= default_site.is_some();
+                }
+                "cache" => {
+                    if self.de::<CacheFile>(v, &p, "").is_some() {
+                        self.err_key(
+                            &p,
+                            "",
+                            "cache: the HTTP cache is not supported yet by this version of edgeward",
+                        );
+                    }
+                    ok = false;
+                }
+                "waf" => {
+                    if self.de::<WafFile>(v, &p, "").is_some() {
+                        self.err_key(
+                            &p,
+                            "",
+                            "waf: the web application firewall is not supported yet by this version of edgeward",
+                        );
+                    }
+                    ok = false;
+                }
+                "accounts" => match v {
+                    Value::Mapping(m) => {
+                        for (name, acc) in m {
+                            match name.as_str() {
+                                Some(n) => accounts.push((n.to_string(), acc)),
+                                None => {
+                                    self.err_value(&p, "", "account names must be strings");
+                                    ok = false;
+                                }
+                            }
+                        }
+                    }
+                    Value::Null => {}
+                    _ => {
+                        self.err_value(&p, "", "accounts: expected a mapping of account names");
+                        ok = false;
+                    }
+                },
+                other => {
+                    self.err_key(
+                        &p,
+                        "",
+                        format!(
+                            "unknown key `{other}`; expected one of: {}",
+                            TOP_KEYS.join(", ")
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+
+        // Global settings.
+        let listen = match listen {
+            Some(list) if !list.is_empty() => {
+                for (i, a) in list.iter().enumerate() {
+                    if a.parse::<SocketAddr>().is_err() {
+                        self.err_value(
+                            &item(&path_of(&["listen"]), i),
+                            "",
+                            format!("listen: {a:?} is not an IP:PORT address (e.g. \"127.0.0.1:8080\" or \"[::]:8080\")"),
+                        );
+                        ok = false;
+                    }
+                }
+                list
+            }
+            Some(_) => {
+                self.err_value(
+                    &path_of(&["listen"]),
+                    "",
+                    "listen: give at least one address",
+                );
+                ok = false;
+                Vec::new()
+            }
+            None => {
+                if ok {
+                    self.err_value(
+                        &[],
+                        "",
+                        "listen: missing; give at least one address, e.g. listen: [\"127.0.0.1:8080\"]",
+                    );
+                }
+                ok = false;
+                Vec::new()
+            }
+        };
+        let threads = match threads {
+            Some(0) | Some(1025..) => {
+                self.err_value(
+                    &path_of(&["threads"]),
+                    "",
+                    "threads: must be between 1 and 1024",
+                );
+                ok = false;
+                1
+            }
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let grace_period = grace.map_or(DEFAULT_GRACE, |d| d.0);
+        let admin_listen = admin.map(|a| a.listen);
+        if let Some(a) = &admin_listen {
+            let p = path_of(&["admin", "listen"]);
+            match a.parse::<SocketAddr>() {
+                Err(_) => {
+                    self.err_value(
+                        &p,
+                        "",
+                        format!("admin.listen: {a:?} is not an IP:PORT address"),
+                    );
+                    ok = false;
+                }
+                Ok(sa) => {
+                    if listen
+                        .iter()
+                        .any(|l| l.parse::<SocketAddr>().ok() == Some(sa))
+                    {
+                        self.err_value(
+                            &p,
+                            "",
+                            format!("admin.listen: {a} is also a public listen address; the admin listener must never be public"),
+                        );
+                        ok = false;
+                    }
+                }
+            }
+        }
+
+        // Accounts and sites.
+        let mut sites: Vec<Arc<Site>> = Vec::new();
+        let mut router = Router::default();
+        let mut owners: HashMap<String, String> = HashMap::new();
+        for (account, value) in accounts {
+            let ap = path_of(&["accounts", &account]);
+            let ascope = format!("account {account}");
+            if !valid_name(&account) {
+                self.err_key(
+                    &ap,
+                    &ascope,
+                    "account names may contain only letters, digits, '-', '_' and '.' (at most 64)",
+                );
+                ok = false;
+            }
+            let Some(acc) = self.de::<AccountFile>(value, &ap, &ascope) else {
+                ok = false;
+                continue;
+            };
+            if acc.log_dir.trim().is_empty() {
+                self.err_value(
+                    &child(&ap, "log_dir"),
+                    &ascope,
+                    "log_dir: must not be empty",
+                );
+                ok = false;
+            }
+            let log_dir = absolute(Path::new(&acc.log_dir));
+            for (name, value) in acc.sites {
+                let sp = child(&child(&ap, "sites"), &name);
+                let id = format!("{account}/{name}");
+                let scope = format!("site {id}");
+                if !valid_name(&name) {
+                    self.err_key(&sp, &scope, "site names may contain only letters, digits, '-', '_' and '.' (at most 64)");
+                    ok = false;
+                }
+                let Some((site, shape_ok)) = self.site_file(value, &sp, &scope) else {
+                    ok = false;
+                    continue;
+                };
+                ok &= shape_ok;
+                let index = sites.len();
+                let addresses = if shape_ok || !site.addresses.is_empty() {
+                    self.site_addresses(&site, &sp, &scope, &id, index, &mut owners, &mut router)
+                } else {
+                    None
+                };
+                ok &= addresses.is_some();
+                ok &= self.unsupported_sections(&site, &sp, &scope);
+                let u = &site.upstream;
+                let upstream = if shape_ok || u.address.is_some() || u.command.is_some() {
+                    self.upstream(u, &child(&sp, "upstream"), &scope)
+                } else {
+                    None
+                };
+                let (Some(addresses), Some(upstream)) = (addresses, upstream) else {
+                    ok = false;
+                    continue;
+                };
+                sites.push(Arc::new(Site {
+                    metrics: SiteMetrics::new(&id),
+                    id,
+                    account: account.clone(),
+                    name,
+                    addresses,
+                    log_dir: log_dir.clone(),
+                    upstream,
+                }));
+            }
+        }
+
+        let default_site = match default_site {
+            None => None,
+            Some(id) => match sites.iter().position(|s| s.id == id) {
+                Some(i) => Some(i),
+                None => {
+                    if ok {
+                        self.err_value(
+                            &path_of(&["default_site"]),
+                            "",
+                            format!("default_site: no site {id:?} (write it as account/site)"),
+                        );
+                    }
+                    ok = false;
+                    None
+                }
+            },
+        };
+
+        if !ok {
+            return None;
+        }
+        Some(Config {
+            source: self.file.clone(),
+            listen,
+            threads,
+            grace_period,
+            admin_listen,
+            sites,
+            router,
+            default_site,
+        })
+    }
+
+    /// A site's sections one by one, so that one bad section does not hide
+    /// the errors of the others.
+    fn site_file(&mut self, value: Value, sp: &[String], scope: &str) -> Option<(SiteFile, bool)> {
+        let map = match value {
+            Value::Mapping(m) => m,
+            _ => {
+                self.err_value(
+                    sp,
+                    scope,
+                    "a site must be a mapping with addresses and upstream",
+                );
+                return None;
+            }
+        };
+        let mut ok = true;
+        let mut addresses = None;
+        let mut upstream = None;
+        let (mut waf, mut cache, mut access_log) = (None, None, None);
+        for (k, v) in map {
+            let key = k.as_str().unwrap_or("").to_string();
+            let p = child(sp, &key);
+            match key.as_str() {
+                "addresses" => {
+                    addresses = self.de::<Vec<String>>(v, &p, scope);
+                    ok &= addresses.is_some();
+                }
+                "upstream" => {
+                    upstream = self.de::<UpstreamFile>(v, &p, scope);
+                    ok &= upstream.is_some();
+                }
+                "waf" => {
+                    waf = self.de(v, &p, scope);
+                    ok &= waf.is_some();
+                }
+                "cache" => {
+                    cache = self.de(v, &p, scope);
+                    ok &= cache.is_some();
+                }
+                "access_log" => {
+                    access_log = self.de(v, &p, scope);
+                    ok &= access_log.is_some();
+                }
+                other => {
+                    self.err_key(
+                        &p,
+                        scope,
+                        format!("unknown key `{other}`; expected one of: addresses, upstream, waf, cache, access_log"),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        if addresses.is_none() && ok {
+            self.err_key(sp, scope, "addresses: missing; give at least one host name");
+            ok = false;
+        }
+        if upstream.is_none() && ok {
+            self.err_key(sp, scope, "upstream: missing; give upstream.address");
+            ok = false;
+        }
+        // The caller keeps checking the sections that did parse (addresses
+        // claimed twice, unsupported sections) even when another one failed.
+        let site = SiteFile {
+            addresses: addresses.unwrap_or_default(),
+            upstream: upstream.unwrap_or_default(),
+            waf,
+            cache,
+            access_log,
+        };
+        Some((site, ok))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn site_addresses(
+        &mut self,
+        site: &SiteFile,
+        sp: &[String],
+        scope: &str,
+        id: &str,
+        index: usize,
+        owners: &mut HashMap<String, String>,
+        router: &mut Router,
+    ) -> Option<Vec<String>> {
+        let ap = child(sp, "addresses");
+        if site.addresses.is_empty() {
+            self.err_value(&ap, scope, "addresses: give at least one host name");
+            return None;
+        }
+        let mut ok = true;
+        let mut out = Vec::new();
+        for (i, raw) in site.addresses.iter().enumerate() {
+            let p = item(&ap, i);
+            let addr = raw.trim().trim_end_matches('.').to_ascii_lowercase();
+            let (wildcard, domain) = match addr.strip_prefix("*.") {
+                Some(d) => (true, d),
+                None => (false, addr.as_str()),
+            };
+            if let Err(why) = check_host_name(domain) {
+                self.err_value(&p, scope, format!("addresses: {raw:?} {why}"));
+                ok = false;
+                continue;
+            }
+            match owners.get(&addr) {
+                Some(owner) if owner == id => {
+                    self.err_value(&p, scope, format!("addresses: {raw:?} is listed twice"));
+                    ok = false;
+                }
+                Some(owner) => {
+                    self.err_value(
+                        &p,
+                        scope,
+                        format!("addresses: {raw:?} is already claimed by site {owner}"),
+                    );
+                    ok = false;
+                }
+                None => {
+                    owners.insert(addr.clone(), id.to_string());
+                    if wildcard {
+                        router.insert_wildcard(domain.to_string(), index);
+                    } else {
+                        router.insert_exact(domain.to_string(), index);
+                    }
+                    out.push(addr);
+                }
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// Sections whose feature has not landed yet: parsed, then refused.
+    fn unsupported_sections(&mut self, site: &SiteFile, sp: &[String], scope: &str) -> bool {
+        let mut ok = true;
+        if let Some(waf) = &site.waf {
+            let disabled_only = waf.profile.as_deref().is_none_or(|p| p == "disabled")
+                && waf.exclude_rules.is_none()
+                && waf.exclude_paths.is_none()
+                && waf.exclude_ips.is_none()
+                && waf.paranoia_level.is_none()
+                && waf.anomaly_threshold.is_none()
+                && waf.mode.is_none();
+            if !disabled_only {
+                self.err_key(
+                    &child(sp, "waf"),
+                    scope,
+                    "waf: the web application firewall is not supported yet by this version of edgeward (only `profile: disabled` is accepted)",
+                );
+                ok = false;
+            }
+        }
+        if let Some(cache) = &site.cache {
+            let off = cache.enabled != Some(true)
+                && cache.ttl.is_none()
+                && cache.content_types.is_none()
+                && cache.store_set_cookie.is_none();
+            if !off {
+                self.err_key(
+                    &child(sp, "cache"),
+                    scope,
+                    "cache: the HTTP cache is not supported yet by this version of edgeward (only `enabled: false` is accepted)",
+                );
+                ok = false;
+            }
+        }
+        if site.access_log.is_some() {
+            self.err_key(
+                &child(sp, "access_log"),
+                scope,
+                "access_log: access logs are not supported yet by this version of edgeward",
+            );
+            ok = false;
+        }
+        ok
+    }
+
+    fn upstream(&mut self, u: &UpstreamFile, up: &[String], scope: &str) -> Option<Upstream> {
+        let mut ok = true;
+        if u.command.is_some() {
+            self.err_key(
+                &child(up, "command"),
+                scope,
+                "upstream.command: supervised upstream programs are not supported yet by this version of edgeward; use upstream.address",
+            );
+            ok = false;
+        } else {
+            for (key, set) in [
+                ("working_dir", u.working_dir.is_some()),
+                ("environment", u.environment.is_some()),
+                ("idle_timeout", u.idle_timeout.is_some()),
+                ("start_timeout", u.start_timeout.is_some()),
+            ] {
+                if set {
+                    self.err_key(
+                        &child(up, key),
+                        scope,
+                        format!("upstream.{key}: only valid together with upstream.command"),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        let target = match (&u.address, &u.command) {
+            (Some(_), Some(_)) => {
+                self.err_value(
+                    up,
+                    scope,
+                    "upstream: give either address or command, not both",
+                );
+                None
+            }
+            (None, None) => {
+                self.err_value(
+                    up,
+                    scope,
+                    "upstream: give an address (host:port or unix:/path)",
+                );
+                None
+            }
+            (Some(a), None) => match parse_upstream_address(a) {
+                Ok(t) => Some(t),
+                Err(why) => {
+                    self.err_value(
+                        &child(up, "address"),
+                        scope,
+                        format!("upstream.address: {why}"),
+                    );
+                    None
+                }
+            },
+            (None, Some(_)) => None,
+        };
+        let mut timeout = |key: &str, v: Option<ConfDuration>, default: Duration| match v {
+            Some(ConfDuration(d)) if d.is_zero() => {
+                self.err_value(
+                    &child(up, key),
+                    scope,
+                    format!("upstream.{key}: must be more than 0"),
+                );
+                ok = false;
+                default
+            }
+            Some(ConfDuration(d)) => d,
+            None => default,
+        };
+        let connect_timeout = timeout(
+            "connect_timeout",
+            u.connect_timeout,
+            DEFAULT_CONNECT_TIMEOUT,
+        );
+        let read_timeout = timeout("read_timeout", u.read_timeout, DEFAULT_IO_TIMEOUT);
+        let write_timeout = timeout("write_timeout", u.write_timeout, DEFAULT_IO_TIMEOUT);
+        if !ok {
+            return None;
+        }
+        Some(Upstream {
+            target: target?,
+            connect_timeout,
+            read_timeout,
+            write_timeout,
+        })
+    }
+}
+
+fn check_host_name(h: &str) -> Result<(), &'static str> {
+    if h.is_empty() {
+        return Err("is empty");
+    }
+    if h.len() > 253 {
+        return Err("is longer than 253 characters");
+    }
+    if h.contains(':') {
+        return Err("must be a host name without port (the port is the listener's)");
+    }
+    if h.contains('*') {
+        return Err("may only use `*` as its first label, as in \"*.example.org\"");
+    }
+    for label in h.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err("has an empty or over-long label");
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(
+                "may contain only letters, digits, '-', '_' and dots (write IDNs in punycode)",
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `host:port`, `[v6]:port` or `unix:/absolute/path`. Host names are
+/// resolved now, when the configuration is loaded.
+fn parse_upstream_address(a: &str) -> Result<UpstreamTarget, String> {
+    if let Some(path) = a.strip_prefix("unix:") {
+        let p = Path::new(path);
+        if !p.is_absolute() {
+            return Err(format!("{a:?}: a Unix socket path must be absolute"));
+        }
+        return Ok(UpstreamTarget::Unix(p.to_path_buf()));
+    }
+    if let Ok(addr) = a.parse::<SocketAddr>() {
+        return Ok(UpstreamTarget::Tcp {
+            addr,
+            authority: a.to_string(),
+        });
+    }
+    let Some((host, port)) = a.rsplit_once(':') else {
+        return Err(format!("{a:?} has no port; write host:port or unix:/path"));
+    };
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(format!("{a:?} is not host:port or unix:/path"));
+    }
+    let addrs: Vec<SocketAddr> = (host, port.parse::<u16>().unwrap_or(0))
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host:?}: {e}"))?
+        .collect();
+    // Prefer IPv4 like most resolvers' defaults for loopback names.
+    let addr = addrs
+        .iter()
+        .find(|s| s.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("{host:?} resolves to no address"))?;
+    Ok(UpstreamTarget::Tcp {
+        addr,
+        authority: a.to_string(),
+    })
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    }
+}

@@ -1,0 +1,20 @@
+//! edgeward: the HTTP front door of a multi-tenant web host, on Pingora.
+//!
+//! Module map (each owns one concern; `proxy` only delegates):
+//! - [`config`]: the YAML file, its validation, the runtime configuration
+//! - [`live`]: the live configuration behind an `ArcSwap`, reloads
+//! - [`proxy`]: the `ProxyHttp` implementation
+//! - [`upstream`]: upstream peers and failure classification
+//! - [`pages`]: edgeward's own error pages
+//! - [`admin`]: `/metrics` and `/health`
+//! - [`server`]: process assembly and signals
+
+pub mod admin;
+pub mod config;
+pub mod live;
+pub mod metrics;
+pub mod pages;
+pub mod proxy;
+pub mod request_id;
+pub mod server;
+pub mod upstream;

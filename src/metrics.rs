@@ -1,0 +1,131 @@
+//! Prometheus metrics, served by the admin listener (`GET /metrics`).
+//! Per-site handles are resolved once per configuration load and kept in the
+//! `Site`, so the request path does no label lookups.
+
+use once_cell::sync::Lazy;
+use pingora_prometheus::prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+};
+
+/// Metrics live in the prometheus crate's default registry, which
+/// `GET /metrics` gathers.
+fn register<C: pingora_prometheus::prometheus::core::Collector + Clone + 'static>(c: C) -> C {
+    pingora_prometheus::prometheus::default_registry()
+        .register(Box::new(c.clone()))
+        .expect("metric names are unique");
+    c
+}
+
+pub static REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "edgeward_requests_total",
+                "Requests answered, by site and status class (site \"-\": no site matched).",
+            ),
+            &["site", "code_class"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+pub static UPSTREAM_SECONDS: Lazy<HistogramVec> = Lazy::new(|| {
+    register(
+        HistogramVec::new(
+            HistogramOpts::new(
+                "edgeward_upstream_response_seconds",
+                "Time from choosing the upstream to its response header (connect + time to first byte).",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0, 60.0,
+            ]),
+            &["site"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+pub static UPSTREAM_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "edgeward_upstream_errors_total",
+                "Requests that failed at the upstream, by site and cause.",
+            ),
+            &["site", "cause"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+pub static RELOADS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "edgeward_config_reloads_total",
+                "Configuration reloads, by result (success | failure).",
+            ),
+            &["result"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+pub static IN_FLIGHT: Lazy<IntGauge> = Lazy::new(|| {
+    register(
+        IntGauge::new(
+            "edgeward_requests_in_flight",
+            "Requests being processed right now.",
+        )
+        .expect("valid metric"),
+    )
+});
+
+pub static SITES: Lazy<IntGauge> = Lazy::new(|| {
+    register(
+        IntGauge::new("edgeward_sites", "Sites in the live configuration.").expect("valid metric"),
+    )
+});
+
+/// Touch every metric so that all of them appear from the first scrape.
+pub fn init() {
+    Lazy::force(&REQUESTS);
+    Lazy::force(&UPSTREAM_SECONDS);
+    Lazy::force(&UPSTREAM_ERRORS);
+    for r in ["success", "failure"] {
+        RELOADS.with_label_values(&[r]);
+    }
+    Lazy::force(&IN_FLIGHT);
+    Lazy::force(&SITES);
+}
+
+const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
+
+/// One site's metric handles.
+#[derive(Debug, Clone)]
+pub struct SiteMetrics {
+    requests: [IntCounter; 6],
+    pub upstream_seconds: Histogram,
+}
+
+impl SiteMetrics {
+    pub fn new(site: &str) -> SiteMetrics {
+        SiteMetrics {
+            requests: CLASSES.map(|c| REQUESTS.with_label_values(&[site, c])),
+            upstream_seconds: UPSTREAM_SECONDS.with_label_values(&[site]),
+        }
+    }
+
+    /// Count one answered request with its status (0 = no response was sent).
+    pub fn count(&self, status: u16) {
+        let class = match status {
+            100..=599 => (status / 100 - 1) as usize,
+            _ => 5,
+        };
+        self.requests[class].inc();
+    }
+}
+
+/// Metrics of requests that matched no site.
+pub static UNMATCHED: Lazy<SiteMetrics> = Lazy::new(|| SiteMetrics::new("-"));

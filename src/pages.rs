@@ -1,0 +1,47 @@
+//! Short HTML pages edgeward answers with itself (unknown host, upstream
+//! errors). They show the request id, so a user can quote it to support.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::Session;
+
+fn reason(status: u16) -> &'static str {
+    http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Error")
+}
+
+/// The page body. `detail` is edgeward's own text, never client input.
+pub fn body(status: u16, detail: &str, request_id: &str) -> Bytes {
+    let title = format!("{status} {}", reason(status));
+    Bytes::from(format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title></head>\
+         <body><h1>{title}</h1><p>{detail}</p><p>Request id: <code>{request_id}</code></p>\
+         <hr><p>edgeward</p></body></html>\n"
+    ))
+}
+
+/// Send a complete page as the response to `session`.
+pub async fn respond(
+    session: &mut Session,
+    status: u16,
+    detail: &str,
+    request_id: &str,
+) -> Result<()> {
+    let body = body(status, detail, request_id);
+    let mut resp = ResponseHeader::build(status, Some(5))?;
+    resp.insert_header("content-type", "text/html; charset=utf-8")?;
+    resp.insert_header("content-length", body.len().to_string())?;
+    resp.insert_header("cache-control", "no-store")?;
+    resp.insert_header(crate::request_id::HEADER, request_id)?;
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session
+        .write_response_header(Box::new(resp), head_only)
+        .await?;
+    if !head_only {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,212 @@
+//! The one `ProxyHttp` implementation. It stays thin: each phase asks the
+//! module that owns the concern (config/routing, upstream, pages, metrics).
+
+use crate::config::{Config, Site, normalize_host};
+use crate::live::{InFlight, Live};
+use crate::{metrics, pages, request_id, upstream};
+use async_trait::async_trait;
+use log::warn;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub struct EdgeProxy {
+    live: Arc<Live>,
+}
+
+impl EdgeProxy {
+    pub fn new(live: Arc<Live>) -> EdgeProxy {
+        EdgeProxy { live }
+    }
+}
+
+/// Per-request state. `config` is the snapshot the request keeps to its end.
+pub struct RequestCtx {
+    pub config: Arc<Config>,
+    pub site: Option<Arc<Site>>,
+    pub request_id: String,
+    upstream_started: Option<Instant>,
+    /// Status of a response edgeward generated itself (error pages).
+    own_status: u16,
+    _in_flight: InFlight,
+}
+
+/// The host a request is for: `:authority` / absolute-form authority, else `Host`.
+fn request_host(req: &RequestHeader) -> Option<String> {
+    if let Some(a) = req.uri.authority() {
+        return normalize_host(a.as_str());
+    }
+    req.headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(normalize_host)
+}
+
+#[async_trait]
+impl ProxyHttp for EdgeProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            config: self.live.snapshot(),
+            site: None,
+            request_id: String::new(),
+            upstream_started: None,
+            own_status: 0,
+            _in_flight: InFlight::enter(),
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let req = session.req_header();
+        ctx.request_id =
+            request_id::for_request(req.headers.get(request_id::HEADER).map(|v| v.as_bytes()));
+        let host = request_host(req);
+        match ctx.config.site_for_host(host.as_deref()) {
+            Some(site) => {
+                ctx.site = Some(site.clone());
+                Ok(false)
+            }
+            None => {
+                ctx.own_status = 404;
+                pages::respond(
+                    session,
+                    404,
+                    "No site is configured for this host name.",
+                    &ctx.request_id,
+                )
+                .await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let Some(site) = &ctx.site else {
+            return Error::e_explain(ErrorType::InternalError, "no site chosen");
+        };
+        ctx.upstream_started = Some(Instant::now());
+        upstream::peer(&site.upstream)
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // X-Forwarded-For: append the socket peer to what the client sent.
+        if let Some(ip) = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+        {
+            let mut xff = String::new();
+            for v in req.headers.get_all("x-forwarded-for") {
+                if let Ok(v) = v.to_str() {
+                    xff.push_str(v);
+                    xff.push_str(", ");
+                }
+            }
+            xff.push_str(&ip.to_string());
+            req.insert_header("x-forwarded-for", xff)?;
+        }
+        req.insert_header("x-forwarded-proto", "http")?;
+        req.insert_header(request_id::HEADER, &ctx.request_id)?;
+        // HTTP/2 clients send :authority only; an HTTP/1.1 upstream needs Host.
+        if !req.headers.contains_key(http::header::HOST)
+            && let Some(a) = req.uri.authority().map(|a| a.as_str().to_string())
+        {
+            req.insert_header(http::header::HOST, a)?;
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let (Some(site), Some(t0)) = (&ctx.site, ctx.upstream_started.take()) {
+            site.metrics
+                .upstream_seconds
+                .observe(t0.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        resp.insert_header(request_id::HEADER, &ctx.request_id)?;
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let failure = upstream::classify(e);
+        let site = ctx.site.as_ref().map_or("-", |s| s.id.as_str());
+        if matches!(e.esource(), ErrorSource::Upstream) || failure.status >= 500 {
+            let target = ctx
+                .site
+                .as_ref()
+                .map(|s| s.upstream.target.to_string())
+                .unwrap_or_default();
+            warn!(
+                "site {site}: upstream {target} failed ({}): {} [request {}] -> {}",
+                failure.cause,
+                e.root_cause(),
+                ctx.request_id,
+                failure.status
+            );
+            metrics::UPSTREAM_ERRORS
+                .with_label_values(&[site, failure.cause])
+                .inc();
+        }
+        if ctx.request_id.is_empty() {
+            ctx.request_id = request_id::generate();
+        }
+        let mut status = failure.status;
+        if status > 0 && session.response_written().is_none() {
+            if let Err(err) = pages::respond(session, status, failure.page, &ctx.request_id).await {
+                warn!("site {site}: could not send the {status} page: {err}");
+                status = 0;
+            }
+        }
+        ctx.own_status = status;
+        FailToProxy {
+            error_code: status,
+            can_reuse_downstream: false,
+        }
+    }
+
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
+        // Upstream failures are logged by fail_to_proxy with the site and cause.
+        matches!(e.esource(), ErrorSource::Upstream)
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session
+            .response_written()
+            .map_or(ctx.own_status, |r| r.status.as_u16());
+        match &ctx.site {
+            Some(site) => site.metrics.count(status),
+            None => metrics::UNMATCHED.count(status),
+        }
+    }
+}

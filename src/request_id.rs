@@ -1,0 +1,61 @@
+//! `X-Request-Id`: an incoming id is kept when it matches
+//! `[A-Za-z0-9._-]{1,64}`, otherwise a new one is made.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub const HEADER: &str = "x-request-id";
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+static PREFIX: once_cell::sync::Lazy<u64> = once_cell::sync::Lazy::new(|| {
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState is seeded from the OS; mix in time and pid so that two
+    // processes never share a prefix.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+});
+
+/// Whether a client-supplied id may be kept.
+pub fn is_valid(id: &[u8]) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// A new id: 32 lowercase hex digits, unique within and across processes.
+pub fn generate() -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{:016x}{:016x}", *PREFIX, n)
+}
+
+/// The id for a request that carried `incoming` (if any).
+pub fn for_request(incoming: Option<&[u8]>) -> String {
+    match incoming {
+        Some(id) if is_valid(id) => String::from_utf8_lossy(id).into_owned(),
+        _ => generate(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_valid_ids_and_replaces_others() {
+        assert_eq!(for_request(Some(b"abc-123_X.y")), "abc-123_X.y");
+        let long = [b'a'; 65];
+        for bad in [&b""[..], b"a b", b"x\r\ny", b"<script>", &long[..]] {
+            let id = for_request(Some(bad));
+            assert_eq!(id.len(), 32, "{bad:?}");
+            assert!(is_valid(id.as_bytes()));
+        }
+        assert_ne!(generate(), generate());
+    }
+}

@@ -1,0 +1,193 @@
+//! Process assembly: the Pingora server, its listeners, and our signals.
+//! `HUP` reloads, `USR1` reopens logs, `TERM`/`QUIT` stop gracefully within
+//! `grace_period`, `INT` stops at once.
+
+use crate::admin::AdminApp;
+use crate::config::Config;
+use crate::live::{InFlight, Live};
+use crate::proxy::EdgeProxy;
+use async_trait::async_trait;
+use log::{error, info};
+use pingora::apps::HttpServerOptions;
+use pingora::apps::http_app::HttpServer;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::listening::Service;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::signal::unix::{SignalKind, signal};
+
+/// Start serving `config` (loaded from `path`) until a stop signal.
+pub fn run(path: PathBuf, config: Config) -> Result<(), String> {
+    // Fail with a clear message when an address is taken, before Pingora
+    // starts its runtimes.
+    for addr in config.listen.iter().chain(config.admin_listen.iter()) {
+        TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    }
+    crate::metrics::init();
+
+    let grace = config.grace_period;
+    let conf = ServerConf {
+        threads: config.threads,
+        grace_period_seconds: Some(grace.as_secs_f64().ceil() as u64),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let listen = config.listen.clone();
+    let admin_listen = config.admin_listen.clone();
+    let sites = config.sites.len();
+    let live = Arc::new(Live::new(path, config));
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        EdgeProxy::new(live.clone()),
+        "edgeward proxy",
+    );
+    if let Some(app) = proxy.app_logic_mut() {
+        let mut opts = HttpServerOptions::default();
+        opts.h2c = true;
+        app.server_options = Some(opts);
+    }
+    for addr in &listen {
+        proxy.add_tcp(addr);
+    }
+    server.add_service(proxy);
+
+    if let Some(addr) = &admin_listen {
+        let mut admin = Service::new(
+            "edgeward admin".to_string(),
+            HttpServer::new_app(AdminApp::new(live.clone())),
+        );
+        admin.threads = Some(1);
+        admin.add_tcp(addr);
+        server.add_service(admin);
+    }
+
+    start_signal_thread(live.clone())?;
+    info!(
+        "edgeward {} serving {sites} site(s) on {}{}",
+        env!("CARGO_PKG_VERSION"),
+        listen.join(", "),
+        admin_listen
+            .map(|a| format!("; admin on {a}"))
+            .unwrap_or_default()
+    );
+    server.run(RunArgs {
+        shutdown_signal: Box::new(StopSignals { grace }),
+    });
+    info!("edgeward stopped");
+    Ok(())
+}
+
+/// HUP and USR1, handled on a thread of their own so a reload (file read,
+/// DNS, validation) never runs on a proxy worker thread.
+fn start_signal_thread(live: Arc<Live>) -> Result<(), String> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    std::thread::Builder::new()
+        .name("edgeward-signals".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(format!("signal runtime: {e}")));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let (mut hup, mut usr1) = match (
+                    signal(SignalKind::hangup()),
+                    signal(SignalKind::user_defined1()),
+                ) {
+                    (Ok(h), Ok(u)) => (h, u),
+                    (Err(e), _) | (_, Err(e)) => {
+                        let _ = ready_tx.send(Err(format!("cannot install signal handlers: {e}")));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                loop {
+                    tokio::select! {
+                        Some(()) = hup.recv() => {
+                            info!("SIGHUP: reloading the configuration");
+                            let live = live.clone();
+                            let _ = tokio::task::spawn_blocking(move || live.reload()).await;
+                        }
+                        Some(()) = usr1.recv() => {
+                            info!("SIGUSR1: reopening log files (no log files are open)");
+                        }
+                        else => break,
+                    }
+                }
+            });
+        })
+        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+    ready_rx
+        .recv()
+        .map_err(|_| "the signal thread died".to_string())?
+}
+
+/// Our stop signals for Pingora's main loop.
+struct StopSignals {
+    grace: Duration,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for StopSignals {
+    async fn recv(&self) -> ShutdownSignal {
+        let (mut term, mut quit, mut int) = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::quit()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(t), Ok(q), Ok(i)) => (t, q, i),
+            _ => {
+                error!("cannot install stop signal handlers; stopping");
+                return ShutdownSignal::FastShutdown;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = quit.recv() => {}
+            _ = int.recv() => {
+                info!("SIGINT: stopping now");
+                return ShutdownSignal::FastShutdown;
+            }
+        }
+        info!(
+            "SIGTERM: graceful stop; no new connections, {} request(s) in flight, up to {:?}",
+            InFlight::count(),
+            self.grace
+        );
+        drain_then_exit(self.grace);
+        ShutdownSignal::GracefulTerminate
+    }
+}
+
+/// Pingora waits the whole grace period even when nothing is left to do.
+/// Exit as soon as every in-flight request has finished (Pingora's own
+/// timer still ends the process at the deadline).
+fn drain_then_exit(grace: Duration) {
+    let deadline = Instant::now() + grace;
+    let _ = std::thread::Builder::new()
+        .name("edgeward-drain".into())
+        .spawn(move || {
+            // Give the listeners a moment to close so no request slips in
+            // between the check and the exit.
+            std::thread::sleep(Duration::from_millis(50));
+            while Instant::now() < deadline {
+                if InFlight::count() <= 0 {
+                    info!("all requests finished; edgeward stopped");
+                    std::process::exit(0);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+}

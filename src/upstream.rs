@@ -1,0 +1,91 @@
+//! Upstream peers and what their failures mean to a client.
+
+use crate::config::{Upstream, UpstreamTarget};
+use pingora::prelude::*;
+use pingora::upstreams::peer::HttpPeer;
+use std::time::Duration;
+
+/// How long an idle pooled connection to an upstream is kept.
+const POOL_IDLE: Duration = Duration::from_secs(60);
+
+/// The peer for one request to `u`.
+pub fn peer(u: &Upstream) -> Result<Box<HttpPeer>> {
+    let mut peer = match &u.target {
+        UpstreamTarget::Tcp { addr, .. } => HttpPeer::new(*addr, false, String::new()),
+        UpstreamTarget::Unix(path) => {
+            let path = path.to_str().ok_or_else(|| {
+                Error::explain(ErrorType::InternalError, "unix socket path is not UTF-8")
+            })?;
+            HttpPeer::new_uds(path, false, String::new())?
+        }
+    };
+    peer.options.connection_timeout = Some(u.connect_timeout);
+    peer.options.read_timeout = Some(u.read_timeout);
+    peer.options.write_timeout = Some(u.write_timeout);
+    peer.options.idle_timeout = Some(POOL_IDLE);
+    Ok(Box::new(peer))
+}
+
+/// What a failed proxy attempt means: the status the client gets, a short
+/// cause for logs and metrics, and the sentence shown on the error page.
+pub struct Failure {
+    pub status: u16,
+    pub cause: &'static str,
+    pub page: &'static str,
+}
+
+pub fn classify(e: &Error) -> Failure {
+    use ErrorType::*;
+    let upstream = matches!(e.esource(), ErrorSource::Upstream);
+    match e.etype() {
+        HTTPStatus(code) => Failure {
+            status: *code,
+            cause: "status",
+            page: "The request could not be served.",
+        },
+        ConnectRefused => Failure {
+            status: 502,
+            cause: "refused",
+            page: "The site's application refused the connection.",
+        },
+        ConnectTimedout => Failure {
+            status: 504,
+            cause: "connect_timeout",
+            page: "The site's application did not accept the connection in time.",
+        },
+        ReadTimedout | WriteTimedout if upstream => Failure {
+            status: 504,
+            cause: "timeout",
+            page: "The site's application did not answer in time.",
+        },
+        ConnectNoRoute | ConnectError | BindError | SocketError | ConnectProxyFailure => Failure {
+            status: 502,
+            cause: "connect_error",
+            page: "The site's application cannot be reached.",
+        },
+        _ if upstream => Failure {
+            status: 502,
+            cause: "bad_response",
+            page: "The site's application sent an invalid or incomplete response.",
+        },
+        ReadError | WriteError | ConnectionClosed | ReadTimedout | WriteTimedout
+            if matches!(e.esource(), ErrorSource::Downstream) =>
+        {
+            Failure {
+                status: 0,
+                cause: "client",
+                page: "",
+            }
+        }
+        _ if matches!(e.esource(), ErrorSource::Downstream) => Failure {
+            status: 400,
+            cause: "bad_request",
+            page: "The request is malformed.",
+        },
+        _ => Failure {
+            status: 500,
+            cause: "internal",
+            page: "edgeward failed to process the request.",
+        },
+    }
+}
