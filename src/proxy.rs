@@ -182,11 +182,12 @@ impl ProxyHttp for EdgeProxy {
             ctx.request_id = request_id::generate();
         }
         let mut status = failure.status;
-        if status > 0 && session.response_written().is_none() {
-            if let Err(err) = pages::respond(session, status, failure.page, &ctx.request_id).await {
-                warn!("site {site}: could not send the {status} page: {err}");
-                status = 0;
-            }
+        if status > 0
+            && session.response_written().is_none()
+            && let Err(err) = pages::respond(session, status, failure.page, &ctx.request_id).await
+        {
+            warn!("site {site}: could not send the {status} page: {err}");
+            status = 0;
         }
         ctx.own_status = status;
         FailToProxy {
