@@ -5,11 +5,13 @@
 //! - [`live`]: the live configuration behind an `ArcSwap`, reloads
 //! - [`proxy`]: the `ProxyHttp` implementation
 //! - [`upstream`]: upstream peers and failure classification
+//! - [`cache`]: the HTTP cache (today: PURGE is answered, never proxied)
 //! - [`pages`]: edgeward's own error pages
 //! - [`admin`]: `/metrics` and `/health`
 //! - [`server`]: process assembly and signals
 
 pub mod admin;
+pub mod cache;
 pub mod config;
 pub mod live;
 pub mod metrics;

@@ -31,8 +31,43 @@ pub async fn respond(
     request_id: &str,
 ) -> Result<()> {
     let body = body(status, detail, request_id);
+    send(
+        session,
+        status,
+        "text/html; charset=utf-8",
+        body,
+        request_id,
+    )
+    .await
+}
+
+/// Send a plain-text answer (for machine clients, e.g. PURGE).
+pub async fn respond_text(
+    session: &mut Session,
+    status: u16,
+    text: &'static str,
+    request_id: &str,
+) -> Result<()> {
+    let body = Bytes::from_static(text.as_bytes());
+    send(
+        session,
+        status,
+        "text/plain; charset=utf-8",
+        body,
+        request_id,
+    )
+    .await
+}
+
+async fn send(
+    session: &mut Session,
+    status: u16,
+    content_type: &str,
+    body: Bytes,
+    request_id: &str,
+) -> Result<()> {
     let mut resp = ResponseHeader::build(status, Some(5))?;
-    resp.insert_header("content-type", "text/html; charset=utf-8")?;
+    resp.insert_header("content-type", content_type)?;
     resp.insert_header("content-length", body.len().to_string())?;
     resp.insert_header("cache-control", "no-store")?;
     resp.insert_header(crate::request_id::HEADER, request_id)?;

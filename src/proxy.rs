@@ -3,10 +3,11 @@
 
 use crate::config::{Config, Site, normalize_host};
 use crate::live::{InFlight, Live};
-use crate::{metrics, pages, request_id, upstream};
+use crate::{cache, metrics, pages, request_id, upstream};
 use async_trait::async_trait;
 use log::warn;
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
@@ -60,6 +61,10 @@ impl ProxyHttp for EdgeProxy {
         }
     }
 
+    /// No downstream modules: Pingora's default adds a (disabled) response
+    /// compression module that every request would still pass through.
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let req = session.req_header();
         ctx.request_id =
@@ -68,6 +73,10 @@ impl ProxyHttp for EdgeProxy {
         match ctx.config.site_for_host(host.as_deref()) {
             Some(site) => {
                 ctx.site = Some(site.clone());
+                if cache::is_purge(session) {
+                    ctx.own_status = cache::purge(session, &ctx.request_id).await?;
+                    return Ok(true);
+                }
                 Ok(false)
             }
             None => {
@@ -197,8 +206,14 @@ impl ProxyHttp for EdgeProxy {
     }
 
     fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
-        // Upstream failures are logged by fail_to_proxy with the site and cause.
+        // Upstream failures are logged by fail_to_proxy with the site and
+        // cause; a client that went away is not an error of ours.
         matches!(e.esource(), ErrorSource::Upstream)
+            || (matches!(e.esource(), ErrorSource::Downstream)
+                && matches!(
+                    e.etype(),
+                    ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+                ))
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {

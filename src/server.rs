@@ -153,16 +153,16 @@ impl ShutdownSignalWatch for StopSignals {
                 return ShutdownSignal::FastShutdown;
             }
         };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = quit.recv() => {}
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = quit.recv() => "SIGQUIT",
             _ = int.recv() => {
                 info!("SIGINT: stopping now");
                 return ShutdownSignal::FastShutdown;
             }
-        }
+        };
         info!(
-            "SIGTERM: graceful stop; no new connections, {} request(s) in flight, up to {:?}",
+            "{name}: graceful stop; no new connections, {} request(s) in flight, up to {:?}",
             InFlight::count(),
             self.grace
         );

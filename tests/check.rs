@@ -226,3 +226,29 @@ fn version_flag() {
         format!("edgeward {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn listeners_must_not_overlap() {
+    let e = errors_of(&VALID.replace(
+        "listen: [\"127.0.0.1:8080\"]",
+        "listen: [\"127.0.0.1:8080\", \"0.0.0.0:8080\"]",
+    ));
+    assert!(
+        e[0].starts_with("2:28: listen: 0.0.0.0:8080 overlaps an address listed before it"),
+        "{e:?}"
+    );
+    let e = errors_of(&VALID.replace("127.0.0.1:9180", "127.0.0.1:8080"));
+    assert!(
+        e[0].contains("admin.listen: 127.0.0.1:8080 is also a public listen address"),
+        "{e:?}"
+    );
+    let e = errors_of(&VALID.replace("[\"127.0.0.1:8080\"]", "[\"0.0.0.0:9180\"]"));
+    assert!(
+        e[0].contains("admin.listen: 127.0.0.1:9180 is also a public listen address"),
+        "{e:?}"
+    );
+    // A missing listen is reported even next to other errors.
+    let e = errors_of(&VALID.replace("listen: [\"127.0.0.1:8080\"]\n", "threads: x\n"));
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(e.iter().any(|l| l.contains("listen: missing")), "{e:?}");
+}

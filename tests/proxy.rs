@@ -266,3 +266,37 @@ async fn admin_listener_serves_metrics_and_health_only_there() {
         assert!(!r.body.contains("edgeward_requests_total"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn purge_is_answered_by_edgeward_never_proxied() {
+    let w = world("").await;
+    let r = request(
+        w.ew.port,
+        "PURGE",
+        Some("blog.example.org"),
+        "/some/page",
+        &[],
+    )
+    .await
+    .unwrap();
+    // Loopback may purge; with nothing cached, nothing matches.
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert!(r.body.contains("0 entries purged"), "{}", r.body);
+    assert_eq!(
+        w.a.hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a PURGE never reaches the upstream"
+    );
+    // A forged header does not make a client allowed or not: only the socket counts.
+    let r = request(
+        w.ew.port,
+        "PURGE",
+        Some("blog.example.org"),
+        "/",
+        &[("x-forwarded-for", "203.0.113.1")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 404);
+    assert_eq!(w.a.hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+}

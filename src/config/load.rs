@@ -208,6 +208,7 @@ impl Loader {
         let mut default_site: Option<String> = None;
         let mut accounts: Vec<(String, Value)> = Vec::new();
         let mut ok = true;
+        let mut listen_given = false;
 
         for (k, v) in root {
             let Some(key) = k.as_str().map(str::to_string) else {
@@ -217,11 +218,14 @@ impl Loader {
             };
             let p = path_of(&[&key]);
             match key.as_str() {
-                "listen" => match self.de::<OneOrMany>(v, &p, "") {
-                    Some(OneOrMany::One(s)) => listen = Some(vec![s]),
-                    Some(OneOrMany::Many(list)) => listen = Some(list),
-                    None => ok = false,
-                },
+                "listen" => {
+                    listen_given = true;
+                    match self.de::<OneOrMany>(v, &p, "") {
+                        Some(OneOrMany::One(s)) => listen = Some(vec![s]),
+                        Some(OneOrMany::Many(list)) => listen = Some(list),
+                        None => ok = false,
+                    }
+                }
                 "threads" => {
                     threads = self.de(v, &p, "");
                     ok &= threads.is_some();
@@ -293,8 +297,19 @@ impl Loader {
         // Global settings.
         let listen = match listen {
             Some(list) if !list.is_empty() => {
+                let mut seen: Vec<SocketAddr> = Vec::new();
                 for (i, a) in list.iter().enumerate() {
-                    if a.parse::<SocketAddr>().is_err() {
+                    if let Ok(sa) = a.parse::<SocketAddr>() {
+                        if seen.iter().any(|s| binds_overlap(*s, sa)) {
+                            self.err_value(
+                                &item(&path_of(&["listen"]), i),
+                                "",
+                                format!("listen: {a} overlaps an address listed before it"),
+                            );
+                            ok = false;
+                        }
+                        seen.push(sa);
+                    } else {
                         self.err_value(
                             &item(&path_of(&["listen"]), i),
                             "",
@@ -315,7 +330,7 @@ impl Loader {
                 Vec::new()
             }
             None => {
-                if ok {
+                if !listen_given {
                     self.err_value(
                         &[],
                         "",
@@ -355,7 +370,8 @@ impl Loader {
                 Ok(sa) => {
                     if listen
                         .iter()
-                        .any(|l| l.parse::<SocketAddr>().ok() == Some(sa))
+                        .filter_map(|l| l.parse::<SocketAddr>().ok())
+                        .any(|l| binds_overlap(l, sa))
                     {
                         self.err_value(
                             &p,
@@ -732,6 +748,15 @@ impl Loader {
             write_timeout,
         })
     }
+}
+
+/// Two listen addresses that cannot both be bound (same port, and the same
+/// IP or one of them the wildcard address).
+fn binds_overlap(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port()
+        && (a.ip() == b.ip()
+            || (a.ip().is_unspecified() && a.is_ipv4() == b.is_ipv4())
+            || (b.ip().is_unspecified() && a.is_ipv4() == b.is_ipv4()))
 }
 
 fn check_host_name(h: &str) -> Result<(), &'static str> {
