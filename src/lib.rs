@@ -7,6 +7,7 @@
 //! - [`upstream`]: upstream peers and failure classification
 //! - [`cache`]: the HTTP cache (today: PURGE is answered, never proxied)
 //! - [`pages`]: edgeward's own error pages
+//! - [`logs`]: access logs and the sites log, written by one writer thread
 //! - [`admin`]: `/metrics` and `/health`
 //! - [`server`]: process assembly and signals
 
@@ -14,7 +15,9 @@ pub mod admin;
 pub mod cache;
 pub mod config;
 pub mod live;
+pub mod logs;
 pub mod metrics;
+pub mod net;
 pub mod pages;
 pub mod proxy;
 pub mod request_id;

@@ -43,6 +43,8 @@ impl Live {
                 let new = Arc::new(new);
                 metrics::SITES.set(new.sites.len() as i64);
                 self.current.store(new.clone());
+                // New files for new sites, removed sites' files closed.
+                crate::logs::reopen();
                 metrics::RELOADS.with_label_values(&["success"]).inc();
                 info!(
                     "configuration reloaded from {}: {} site(s)",

@@ -82,6 +82,26 @@ pub static IN_FLIGHT: Lazy<IntGauge> = Lazy::new(|| {
     )
 });
 
+pub static LOG_DROPPED: Lazy<IntCounter> = Lazy::new(|| {
+    register(
+        IntCounter::new(
+            "edgeward_log_dropped_lines_total",
+            "Log lines lost: the writer's queue was full, or the file could not be written.",
+        )
+        .expect("valid metric"),
+    )
+});
+
+pub static LOG_WRITE_ERRORS: Lazy<IntCounter> = Lazy::new(|| {
+    register(
+        IntCounter::new(
+            "edgeward_log_write_errors_total",
+            "Failed attempts to open or write a log file (ENOSPC, EACCES, ...).",
+        )
+        .expect("valid metric"),
+    )
+});
+
 pub static SITES: Lazy<IntGauge> = Lazy::new(|| {
     register(
         IntGauge::new("edgeward_sites", "Sites in the live configuration.").expect("valid metric"),
@@ -98,6 +118,8 @@ pub fn init() {
     }
     Lazy::force(&IN_FLIGHT);
     Lazy::force(&SITES);
+    Lazy::force(&LOG_DROPPED);
+    Lazy::force(&LOG_WRITE_ERRORS);
 }
 
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];

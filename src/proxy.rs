@@ -3,7 +3,7 @@
 
 use crate::config::{Config, Site, normalize_host};
 use crate::live::{InFlight, Live};
-use crate::{cache, metrics, pages, request_id, upstream};
+use crate::{cache, logs, metrics, net, pages, request_id, upstream};
 use async_trait::async_trait;
 use log::warn;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -11,8 +11,9 @@ use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 pub struct EdgeProxy {
     live: Arc<Live>,
@@ -29,10 +30,28 @@ pub struct RequestCtx {
     pub config: Arc<Config>,
     pub site: Option<Arc<Site>>,
     pub request_id: String,
+    /// Normalized host the request was routed by.
+    pub host: Option<String>,
+    pub peer_ip: Option<IpAddr>,
+    /// The client as defined for logs and the WAF (see `net::client_ip`).
+    pub client_ip: Option<IpAddr>,
+    started_at: SystemTime,
+    started: Instant,
     upstream_started: Option<Instant>,
     /// Status of a response edgeward generated itself (error pages).
     own_status: u16,
     _in_flight: InFlight,
+}
+
+fn protocol_name(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_11 => "HTTP/1.1",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        http::Version::HTTP_3 => "HTTP/3.0",
+        _ => "-",
+    }
 }
 
 /// The host a request is for: `:authority` / absolute-form authority, else `Host`.
@@ -55,6 +74,11 @@ impl ProxyHttp for EdgeProxy {
             config: self.live.snapshot(),
             site: None,
             request_id: String::new(),
+            host: None,
+            peer_ip: None,
+            client_ip: None,
+            started_at: SystemTime::now(),
+            started: Instant::now(),
             upstream_started: None,
             own_status: 0,
             _in_flight: InFlight::enter(),
@@ -69,8 +93,23 @@ impl ProxyHttp for EdgeProxy {
         let req = session.req_header();
         ctx.request_id =
             request_id::for_request(req.headers.get(request_id::HEADER).map(|v| v.as_bytes()));
-        let host = request_host(req);
-        match ctx.config.site_for_host(host.as_deref()) {
+        ctx.host = request_host(req);
+        ctx.peer_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let req = session.req_header();
+        let xff: Vec<&[u8]> = if ctx.config.trusted_proxies.is_empty() {
+            Vec::new()
+        } else {
+            req.headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .map(|v| v.as_bytes())
+                .collect()
+        };
+        ctx.client_ip = net::client_ip(ctx.peer_ip, &xff, &ctx.config.trusted_proxies);
+        match ctx.config.site_for_host(ctx.host.as_deref()) {
             Some(site) => {
                 ctx.site = Some(site.clone());
                 if cache::is_purge(session) {
@@ -186,6 +225,13 @@ impl ProxyHttp for EdgeProxy {
             metrics::UPSTREAM_ERRORS
                 .with_label_values(&[site, failure.cause])
                 .inc();
+            if let (Some(s), Some(msg)) = (&ctx.site, failure.sites_log_message()) {
+                s.sites_log.write(&format!(
+                    "{msg} ({target}): {} [request {}]",
+                    e.root_cause(),
+                    ctx.request_id
+                ));
+            }
         }
         if ctx.request_id.is_empty() {
             ctx.request_id = request_id::generate();
@@ -217,12 +263,33 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        let status = session
-            .response_written()
-            .map_or(ctx.own_status, |r| r.status.as_u16());
-        match &ctx.site {
-            Some(site) => site.metrics.count(status),
-            None => metrics::UNMATCHED.count(status),
+        let resp = session.response_written();
+        let status = resp.map_or(ctx.own_status, |r| r.status.as_u16());
+        let Some(site) = &ctx.site else {
+            metrics::UNMATCHED.count(status);
+            return;
+        };
+        site.metrics.count(status);
+        if let Some(access_log) = &site.access_log {
+            let req = session.req_header();
+            access_log.log(&logs::Record {
+                method: req.method.as_str().as_bytes(),
+                raw_path: req.raw_path(),
+                request_protocol: protocol_name(req.version),
+                request_headers: Some(&req.headers),
+                response_headers: resp.map(|r| &r.headers),
+                status,
+                peer_ip: ctx.peer_ip,
+                client_ip: ctx.client_ip,
+                host: ctx.host.as_deref(),
+                request_id: &ctx.request_id,
+                site: &site.id,
+                scheme: if session.was_upgraded() { "ws" } else { "http" },
+                started: ctx.started_at,
+                completed: SystemTime::now(),
+                duration: ctx.started.elapsed(),
+                body_bytes: session.body_bytes_sent() as u64,
+            });
         }
     }
 }

@@ -80,6 +80,7 @@ pub fn run(path: PathBuf, config: Config) -> Result<(), String> {
     server.run(RunArgs {
         shutdown_signal: Box::new(StopSignals { grace }),
     });
+    crate::logs::flush(Duration::from_secs(2));
     info!("edgeward stopped");
     Ok(())
 }
@@ -121,7 +122,8 @@ fn start_signal_thread(live: Arc<Live>) -> Result<(), String> {
                             let _ = tokio::task::spawn_blocking(move || live.reload()).await;
                         }
                         Some(()) = usr1.recv() => {
-                            info!("SIGUSR1: reopening log files (no log files are open)");
+                            info!("SIGUSR1: reopening log files");
+                            crate::logs::reopen();
                         }
                         else => break,
                     }
@@ -184,6 +186,7 @@ fn drain_then_exit(grace: Duration) {
             std::thread::sleep(Duration::from_millis(50));
             while Instant::now() < deadline {
                 if InFlight::count() <= 0 {
+                    crate::logs::flush(Duration::from_secs(2));
                     info!("all requests finished; edgeward stopped");
                     std::process::exit(0);
                 }

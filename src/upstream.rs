@@ -34,6 +34,20 @@ pub struct Failure {
     pub page: &'static str,
 }
 
+impl Failure {
+    /// What the tenant reads in the sites log (None: not the upstream's fault).
+    pub fn sites_log_message(&self) -> Option<&'static str> {
+        Some(match self.cause {
+            "refused" => "Connection to upstream refused",
+            "connect_timeout" => "Connection to upstream timed out",
+            "timeout" => "Upstream did not answer in time",
+            "connect_error" => "Connection to upstream failed",
+            "bad_response" => "Upstream sent an invalid or incomplete response",
+            _ => return None,
+        })
+    }
+}
+
 pub fn classify(e: &Error) -> Failure {
     use ErrorType::*;
     let upstream = matches!(e.esource(), ErrorSource::Upstream);

@@ -123,10 +123,6 @@ fn later_features_are_refused_not_ignored() {
             "        waf: { profile: strong }\n",
             "waf: the web application firewall is not supported yet",
         ),
-        (
-            "        access_log: { file: blog.log }\n",
-            "access_log: access logs are not supported yet",
-        ),
     ] {
         let e = errors_of(&format!("{VALID}{section}"));
         assert_eq!(e.len(), 1, "{e:?}");
@@ -224,6 +220,34 @@ fn version_flag() {
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         format!("edgeward {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn access_log_settings_are_checked() {
+    let (code, out) = check(&format!(
+        "{VALID}        access_log: {{ file: blog.log, format: advanced }}\n"
+    ));
+    assert_eq!(code, 0, "{out}");
+    let e = errors_of(&format!(
+        "{VALID}        access_log: {{ file: ../bob/http/x.log }}\n"
+    ));
+    assert!(e[0].starts_with("11:29: site alice/blog: access_log.file: \"../bob/http/x.log\" must be a plain file name"), "{e:?}");
+    let e = errors_of(&format!(
+        "{VALID}        access_log: {{ format: '[{{completion_date:%Y-%Q}}] {{status}}' }}\n"
+    ));
+    assert!(
+        e[0].contains("access_log.format: column 2 of the format: invalid date pattern"),
+        "{e:?}"
+    );
+    let e = errors_of(&format!(
+        "{VALID}trusted_proxies: [\"10.0.0.0/8\", \"10.0.0.0/99\"]\n"
+    ));
+    assert!(
+        e[0].starts_with(
+            "11:33: trusted_proxies: \"10.0.0.0/99\": the prefix length must be 0 to 32"
+        ),
+        "{e:?}"
     );
 }
 

@@ -110,8 +110,9 @@ pub struct SiteCacheFile {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)] // shape checked now; read once its feature lands
 pub struct AccessLogFile {
+    /// Default true; false writes no access log for the site.
+    pub enabled: Option<bool>,
     pub file: Option<String>,
     pub format: Option<String>,
 }

@@ -1,12 +1,16 @@
 //! Load and validate a configuration file. Every error found is collected with
 //! its position; a file with any error never produces a `Config`.
 
-use super::file::{AccountFile, AdminFile, CacheFile, SiteFile, UpstreamFile, WafFile};
+use super::file::{
+    AccessLogFile, AccountFile, AdminFile, CacheFile, SiteFile, UpstreamFile, WafFile,
+};
 use super::position::{Pos, PositionIndex};
 use super::runtime::{Config, Router, Site, Upstream, UpstreamTarget};
 use super::units::ConfDuration;
 use super::{ConfigError, ConfigErrors};
+use crate::logs::{AccessLog, Format, SitesLog};
 use crate::metrics::SiteMetrics;
+use crate::net::Cidr;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
@@ -22,6 +26,7 @@ const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(60);
 
 const TOP_KEYS: &[&str] = &[
     "listen",
+    "trusted_proxies",
     "threads",
     "grace_period",
     "admin",
@@ -209,6 +214,7 @@ impl Loader {
         let mut accounts: Vec<(String, Value)> = Vec::new();
         let mut ok = true;
         let mut listen_given = false;
+        let mut trusted: Option<Vec<String>> = None;
 
         for (k, v) in root {
             let Some(key) = k.as_str().map(str::to_string) else {
@@ -225,6 +231,10 @@ impl Loader {
                         Some(OneOrMany::Many(list)) => listen = Some(list),
                         None => ok = false,
                     }
+                }
+                "trusted_proxies" => {
+                    trusted = self.de(v, &p, "");
+                    ok &= trusted.is_some();
                 }
                 "threads" => {
                     threads = self.de(v, &p, "");
@@ -384,6 +394,21 @@ impl Loader {
             }
         }
 
+        let mut trusted_proxies = Vec::new();
+        for (i, t) in trusted.unwrap_or_default().iter().enumerate() {
+            match t.parse::<Cidr>() {
+                Ok(c) => trusted_proxies.push(c),
+                Err(why) => {
+                    self.err_value(
+                        &item(&path_of(&["trusted_proxies"]), i),
+                        "",
+                        format!("trusted_proxies: {why}"),
+                    );
+                    ok = false;
+                }
+            }
+        }
+
         // Accounts and sites.
         let mut sites: Vec<Arc<Site>> = Vec::new();
         let mut router = Router::default();
@@ -439,12 +464,17 @@ impl Loader {
                 } else {
                     None
                 };
-                let (Some(addresses), Some(upstream)) = (addresses, upstream) else {
+                let access_log = self.access_log(&site, &sp, &scope, &name, &log_dir);
+                let (Some(addresses), Some(upstream), Some(access_log)) =
+                    (addresses, upstream, access_log)
+                else {
                     ok = false;
                     continue;
                 };
                 sites.push(Arc::new(Site {
                     metrics: SiteMetrics::new(&id),
+                    access_log,
+                    sites_log: SitesLog::new(&log_dir, &name),
                     id,
                     account: account.clone(),
                     name,
@@ -485,7 +515,62 @@ impl Loader {
             sites,
             router,
             default_site,
+            trusted_proxies,
         })
+    }
+
+    /// The site's access log: Some(None) when switched off, None on error.
+    fn access_log(
+        &mut self,
+        site: &SiteFile,
+        sp: &[String],
+        scope: &str,
+        name: &str,
+        log_dir: &Path,
+    ) -> Option<Option<AccessLog>> {
+        let cfg = site.access_log.clone().unwrap_or(AccessLogFile {
+            enabled: None,
+            file: None,
+            format: None,
+        });
+        let ap = child(sp, "access_log");
+        let mut ok = true;
+        let file = cfg.file.unwrap_or_else(|| format!("{name}.log"));
+        if file.is_empty()
+            || file == "."
+            || file == ".."
+            || file.contains('/')
+            || file.contains('\0')
+        {
+            self.err_value(
+                &child(&ap, "file"),
+                scope,
+                format!("access_log.file: {file:?} must be a plain file name; it is created in <log_dir>/http/"),
+            );
+            ok = false;
+        }
+        let format = match Format::parse(cfg.format.as_deref().unwrap_or("standard")) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                self.err_value(
+                    &child(&ap, "format"),
+                    scope,
+                    format!(
+                        "access_log.format: column {} of the format: {}",
+                        e.column, e.message
+                    ),
+                );
+                ok = false;
+                None
+            }
+        };
+        if !ok {
+            return None;
+        }
+        if cfg.enabled == Some(false) {
+            return Some(None);
+        }
+        Some(Some(AccessLog::new(log_dir, &file, format?)))
     }
 
     /// A site's sections one by one, so that one bad section does not hide
@@ -650,14 +735,6 @@ impl Loader {
                 );
                 ok = false;
             }
-        }
-        if site.access_log.is_some() {
-            self.err_key(
-                &child(sp, "access_log"),
-                scope,
-                "access_log: access logs are not supported yet by this version of edgeward",
-            );
-            ok = false;
         }
         ok
     }

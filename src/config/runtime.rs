@@ -2,7 +2,9 @@
 //! Built once per load/reload by `load.rs`, then shared read-only behind an
 //! `Arc` (see `crate::server::Live`).
 
+use crate::logs::{AccessLog, SitesLog};
 use crate::metrics::SiteMetrics;
+use crate::net::Cidr;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,6 +24,8 @@ pub struct Config {
     pub router: Router,
     /// Where a Host that matches no site goes (index into `sites`).
     pub default_site: Option<usize>,
+    /// Peers whose `X-Forwarded-For` is believed for the client address.
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 impl Config {
@@ -44,6 +48,9 @@ pub struct Site {
     pub log_dir: PathBuf,
     pub upstream: Upstream,
     pub metrics: SiteMetrics,
+    /// None when `access_log.enabled: false`.
+    pub access_log: Option<AccessLog>,
+    pub sites_log: SitesLog,
 }
 
 /// Where a site's requests go.

@@ -1,0 +1,81 @@
+//! Logs a tenant sees: each site's access log (`<log_dir>/http/<file>`, in
+//! the site's format) and the sites log (`<log_dir>/sites/<site>.log`), where
+//! the supervisor and the WAF write `[date] message` lines. All writing goes
+//! through one writer thread (`writer.rs`); request threads never block on it.
+
+mod escape;
+mod template;
+mod writer;
+
+pub use template::{ADVANCED, Format, FormatError, Record, STANDARD, VARIABLES};
+pub use writer::{LogFile, flush, reopen};
+
+use chrono::{DateTime, Local};
+use std::path::Path;
+use std::time::SystemTime;
+
+/// The date in sites-log lines and the standard access log format.
+pub const SITES_DATE: &str = "%d/%b/%Y:%H:%M:%S %z";
+
+/// One site's access log.
+#[derive(Debug, Clone)]
+pub struct AccessLog {
+    pub file: LogFile,
+    pub format: Format,
+}
+
+impl AccessLog {
+    /// `<log_dir>/http/<file_name>`.
+    pub fn new(log_dir: &Path, file_name: &str, format: Format) -> AccessLog {
+        AccessLog {
+            file: LogFile::new(log_dir.join("http").join(file_name)),
+            format,
+        }
+    }
+
+    /// Render `r` (on the calling thread; it is cheap) and queue the line.
+    pub fn log(&self, r: &Record) {
+        let mut line = Vec::with_capacity(256);
+        self.format.render(r, &mut line);
+        self.file.append(line);
+    }
+}
+
+/// One site's part of its account's sites log.
+#[derive(Debug, Clone)]
+pub struct SitesLog {
+    pub file: LogFile,
+}
+
+impl SitesLog {
+    /// `<log_dir>/sites/<site>.log`.
+    pub fn new(log_dir: &Path, site: &str) -> SitesLog {
+        SitesLog {
+            file: LogFile::new(log_dir.join("sites").join(format!("{site}.log"))),
+        }
+    }
+
+    /// Write `[date] message`; control characters in `message` are escaped,
+    /// so a message can never forge a line.
+    pub fn write(&self, message: &str) {
+        self.write_at(SystemTime::now(), message);
+    }
+
+    pub fn write_at(&self, at: SystemTime, message: &str) {
+        let mut line = Vec::with_capacity(message.len() + 32);
+        sites_line(&mut line, at, message);
+        self.file.append(line);
+    }
+}
+
+fn sites_line(out: &mut Vec<u8>, at: SystemTime, message: &str) {
+    let at: DateTime<Local> = at.into();
+    out.push(b'[');
+    out.extend_from_slice(at.format(SITES_DATE).to_string().as_bytes());
+    out.extend_from_slice(b"] ");
+    escape::message(out, message);
+    out.push(b'\n');
+}
+
+#[cfg(test)]
+mod tests;
