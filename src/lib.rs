@@ -9,6 +9,7 @@
 //! - [`pages`]: edgeward's own error pages
 //! - [`logs`]: access logs and the sites log, written by one writer thread
 //! - [`admin`]: `/metrics` and `/health`
+//! - [`supervisor`]: tenants' upstream programs, started on demand
 //! - [`server`]: process assembly and signals
 
 pub mod admin;
@@ -22,4 +23,5 @@ pub mod pages;
 pub mod proxy;
 pub mod request_id;
 pub mod server;
+pub mod supervisor;
 pub mod upstream;

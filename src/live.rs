@@ -45,6 +45,8 @@ impl Live {
                 self.current.store(new.clone());
                 // New files for new sites, removed sites' files closed.
                 crate::logs::reopen();
+                // Programs of removed or changed sites are stopped.
+                crate::supervisor::SUPERVISOR.apply(&new);
                 metrics::RELOADS.with_label_values(&["success"]).inc();
                 info!(
                     "configuration reloaded from {}: {} site(s)",

@@ -30,15 +30,20 @@ pub async fn respond(
     detail: &str,
     request_id: &str,
 ) -> Result<()> {
+    respond_with(session, status, detail, request_id, &[]).await
+}
+
+/// Like `respond`, with extra headers (e.g. `Retry-After`).
+pub async fn respond_with(
+    session: &mut Session,
+    status: u16,
+    detail: &str,
+    request_id: &str,
+    extra: &[(&'static str, String)],
+) -> Result<()> {
     let body = body(status, detail, request_id);
-    send(
-        session,
-        status,
-        "text/html; charset=utf-8",
-        body,
-        request_id,
-    )
-    .await
+    let html = "text/html; charset=utf-8";
+    send(session, status, html, body, request_id, extra).await
 }
 
 /// Send a plain-text answer (for machine clients, e.g. PURGE).
@@ -49,14 +54,8 @@ pub async fn respond_text(
     request_id: &str,
 ) -> Result<()> {
     let body = Bytes::from_static(text.as_bytes());
-    send(
-        session,
-        status,
-        "text/plain; charset=utf-8",
-        body,
-        request_id,
-    )
-    .await
+    let text = "text/plain; charset=utf-8";
+    send(session, status, text, body, request_id, &[]).await
 }
 
 async fn send(
@@ -65,9 +64,13 @@ async fn send(
     content_type: &str,
     body: Bytes,
     request_id: &str,
+    extra: &[(&'static str, String)],
 ) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(5))?;
+    let mut resp = ResponseHeader::build(status, Some(5 + extra.len()))?;
     resp.insert_header("content-type", content_type)?;
+    for (k, v) in extra {
+        resp.insert_header(*k, v)?;
+    }
     resp.insert_header("content-length", body.len().to_string())?;
     resp.insert_header("cache-control", "no-store")?;
     resp.insert_header(crate::request_id::HEADER, request_id)?;

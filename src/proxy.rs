@@ -1,9 +1,9 @@
 //! The one `ProxyHttp` implementation. It stays thin: each phase asks the
 //! module that owns the concern (config/routing, upstream, pages, metrics).
 
-use crate::config::{Config, Site, normalize_host};
+use crate::config::{Config, Site, UpstreamTarget, normalize_host};
 use crate::live::{InFlight, Live};
-use crate::{cache, logs, metrics, net, pages, request_id, upstream};
+use crate::{cache, logs, metrics, net, pages, request_id, supervisor, upstream};
 use async_trait::async_trait;
 use log::warn;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -38,6 +38,8 @@ pub struct RequestCtx {
     started_at: SystemTime,
     started: Instant,
     upstream_started: Option<Instant>,
+    /// Hold on the site's running program (supervised upstreams).
+    lease: Option<supervisor::Lease>,
     /// Status of a response edgeward generated itself (error pages).
     own_status: u16,
     _in_flight: InFlight,
@@ -51,6 +53,31 @@ fn protocol_name(v: http::Version) -> &'static str {
         http::Version::HTTP_2 => "HTTP/2.0",
         http::Version::HTTP_3 => "HTTP/3.0",
         _ => "-",
+    }
+}
+
+/// The page for a program that could not be started.
+fn start_error_page(
+    e: &supervisor::StartError,
+) -> (u16, &'static str, Vec<(&'static str, String)>) {
+    use supervisor::StartError::*;
+    match e {
+        Busy => (
+            503,
+            "The site's application is starting; too many requests are waiting for it.",
+            vec![("retry-after", "1".to_string())],
+        ),
+        Backoff(d) => (
+            503,
+            "The site's application keeps crashing; edgeward will try to start it again shortly.",
+            vec![("retry-after", d.as_secs().max(1).to_string())],
+        ),
+        Failed(_) => (502, "The site's application failed to start.", Vec::new()),
+        Timeout => (
+            504,
+            "The site's application did not start in time.",
+            Vec::new(),
+        ),
     }
 }
 
@@ -80,6 +107,7 @@ impl ProxyHttp for EdgeProxy {
             started_at: SystemTime::now(),
             started: Instant::now(),
             upstream_started: None,
+            lease: None,
             own_status: 0,
             _in_flight: InFlight::enter(),
         }
@@ -116,6 +144,18 @@ impl ProxyHttp for EdgeProxy {
                     ctx.own_status = cache::purge(session, &ctx.request_id).await?;
                     return Ok(true);
                 }
+                if let UpstreamTarget::Program(spec) = &site.upstream.target {
+                    match supervisor::SUPERVISOR.lease(site, spec).await {
+                        Ok(lease) => ctx.lease = Some(lease),
+                        Err(e) => {
+                            let (status, page, extra) = start_error_page(&e);
+                            ctx.own_status = status;
+                            pages::respond_with(session, status, page, &ctx.request_id, &extra)
+                                .await?;
+                            return Ok(true);
+                        }
+                    }
+                }
                 Ok(false)
             }
             None => {
@@ -141,7 +181,7 @@ impl ProxyHttp for EdgeProxy {
             return Error::e_explain(ErrorType::InternalError, "no site chosen");
         };
         ctx.upstream_started = Some(Instant::now());
-        upstream::peer(&site.upstream)
+        upstream::peer(&site.upstream, ctx.lease.as_ref().map(|l| l.addr()))
     }
 
     async fn upstream_request_filter(

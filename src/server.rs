@@ -41,6 +41,7 @@ pub fn run(path: PathBuf, config: Config) -> Result<(), String> {
     let listen = config.listen.clone();
     let admin_listen = config.admin_listen.clone();
     let sites = config.sites.len();
+    crate::supervisor::SUPERVISOR.apply(&config);
     let live = Arc::new(Live::new(path, config));
 
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
@@ -80,6 +81,7 @@ pub fn run(path: PathBuf, config: Config) -> Result<(), String> {
     server.run(RunArgs {
         shutdown_signal: Box::new(StopSignals { grace }),
     });
+    crate::supervisor::SUPERVISOR.shutdown(Duration::from_secs(1), true);
     crate::logs::flush(Duration::from_secs(2));
     info!("edgeward stopped");
     Ok(())
@@ -186,6 +188,8 @@ fn drain_then_exit(grace: Duration) {
             std::thread::sleep(Duration::from_millis(50));
             while Instant::now() < deadline {
                 if InFlight::count() <= 0 {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    crate::supervisor::SUPERVISOR.shutdown(left.max(Duration::from_secs(1)), false);
                     crate::logs::flush(Duration::from_secs(2));
                     info!("all requests finished; edgeward stopped");
                     std::process::exit(0);

@@ -3,15 +3,23 @@
 use crate::config::{Upstream, UpstreamTarget};
 use pingora::prelude::*;
 use pingora::upstreams::peer::HttpPeer;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// How long an idle pooled connection to an upstream is kept.
 const POOL_IDLE: Duration = Duration::from_secs(60);
 
-/// The peer for one request to `u`.
-pub fn peer(u: &Upstream) -> Result<Box<HttpPeer>> {
+/// The peer for one request to `u`; `program` is where a supervised
+/// program listens (see `supervisor::Lease`).
+pub fn peer(u: &Upstream, program: Option<SocketAddr>) -> Result<Box<HttpPeer>> {
     let mut peer = match &u.target {
         UpstreamTarget::Tcp { addr, .. } => HttpPeer::new(*addr, false, String::new()),
+        UpstreamTarget::Program(_) => {
+            let addr = program.ok_or_else(|| {
+                Error::explain(ErrorType::InternalError, "the program was not started")
+            })?;
+            HttpPeer::new(addr, false, String::new())
+        }
         UpstreamTarget::Unix(path) => {
             let path = path.to_str().ok_or_else(|| {
                 Error::explain(ErrorType::InternalError, "unix socket path is not UTF-8")

@@ -134,7 +134,15 @@ fn later_features_are_refused_not_ignored() {
         "{ command: \"node app.js\" }",
     ));
     assert!(
-        e[0].contains("upstream.command: supervised upstream programs are not supported yet"),
+        e[0].contains("upstream.working_dir: required with upstream.command"),
+        "{e:?}"
+    );
+    let e = errors_of(&VALID.replace(
+        "{ address: \"127.0.0.1:3000\" }",
+        "{ command: \"node app.js\", working_dir: /srv, environment: { PORT: \"1\" } }",
+    ));
+    assert!(
+        e[0].contains("upstream.environment: PORT is set by edgeward"),
         "{e:?}"
     );
     // Explicitly switched off is fine.

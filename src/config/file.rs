@@ -39,6 +39,14 @@ pub struct CacheRedisFile {
     pub key_prefix: Option<String>,
 }
 
+/// Global `supervisor:` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisorFile {
+    /// Ports handed to programs, `"20000-29999"`.
+    pub port_range: Option<String>,
+}
+
 /// Global `waf:` section.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

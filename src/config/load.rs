@@ -2,10 +2,11 @@
 //! its position; a file with any error never produces a `Config`.
 
 use super::file::{
-    AccessLogFile, AccountFile, AdminFile, CacheFile, SiteFile, UpstreamFile, WafFile,
+    AccessLogFile, AccountFile, AdminFile, CacheFile, SiteFile, SupervisorFile, UpstreamFile,
+    WafFile,
 };
 use super::position::{Pos, PositionIndex};
-use super::runtime::{Config, Router, Site, Upstream, UpstreamTarget};
+use super::runtime::{Config, ProgramSpec, Router, Site, Upstream, UpstreamTarget};
 use super::units::ConfDuration;
 use super::{ConfigError, ConfigErrors};
 use crate::logs::{AccessLog, Format, SitesLog};
@@ -23,10 +24,13 @@ use std::time::Duration;
 const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
 
 const TOP_KEYS: &[&str] = &[
     "listen",
     "trusted_proxies",
+    "supervisor",
     "threads",
     "grace_period",
     "admin",
@@ -215,6 +219,7 @@ impl Loader {
         let mut ok = true;
         let mut listen_given = false;
         let mut trusted: Option<Vec<String>> = None;
+        let mut port_range = DEFAULT_PORTS;
 
         for (k, v) in root {
             let Some(key) = k.as_str().map(str::to_string) else {
@@ -232,6 +237,24 @@ impl Loader {
                         None => ok = false,
                     }
                 }
+                "supervisor" => match self.de::<SupervisorFile>(v, &p, "") {
+                    Some(sup) => {
+                        if let Some(r) = sup.port_range {
+                            match parse_port_range(&r) {
+                                Ok(range) => port_range = range,
+                                Err(why) => {
+                                    self.err_value(
+                                        &child(&p, "port_range"),
+                                        "",
+                                        format!("supervisor.port_range: {why}"),
+                                    );
+                                    ok = false;
+                                }
+                            }
+                        }
+                    }
+                    None => ok = false,
+                },
                 "trusted_proxies" => {
                     trusted = self.de(v, &p, "");
                     ok &= trusted.is_some();
@@ -516,6 +539,7 @@ impl Loader {
             router,
             default_site,
             trusted_proxies,
+            port_range,
         })
     }
 
@@ -741,14 +765,7 @@ impl Loader {
 
     fn upstream(&mut self, u: &UpstreamFile, up: &[String], scope: &str) -> Option<Upstream> {
         let mut ok = true;
-        if u.command.is_some() {
-            self.err_key(
-                &child(up, "command"),
-                scope,
-                "upstream.command: supervised upstream programs are not supported yet by this version of edgeward; use upstream.address",
-            );
-            ok = false;
-        } else {
+        if u.command.is_none() {
             for (key, set) in [
                 ("working_dir", u.working_dir.is_some()),
                 ("environment", u.environment.is_some()),
@@ -793,7 +810,7 @@ impl Loader {
                     None
                 }
             },
-            (None, Some(_)) => None,
+            (None, Some(cmd)) => self.program(u, cmd, up, scope).map(UpstreamTarget::Program),
         };
         let mut timeout = |key: &str, v: Option<ConfDuration>, default: Duration| match v {
             Some(ConfDuration(d)) if d.is_zero() => {
@@ -834,6 +851,115 @@ fn binds_overlap(a: SocketAddr, b: SocketAddr) -> bool {
         && (a.ip() == b.ip()
             || (a.ip().is_unspecified() && a.is_ipv4() == b.is_ipv4())
             || (b.ip().is_unspecified() && a.is_ipv4() == b.is_ipv4()))
+}
+
+const DEFAULT_PORTS: std::ops::RangeInclusive<u16> = 20000..=29999;
+
+fn parse_port_range(s: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+    let bad = || format!("{s:?} is not a port range such as \"20000-29999\"");
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let (a, b): (u16, u16) = (
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    );
+    if a == 0 || a > b {
+        return Err(bad());
+    }
+    Ok(a..=b)
+}
+
+const RESERVED_ENV: &[&str] = &["IP", "PORT", "HOST"];
+
+impl Loader {
+    fn program(
+        &mut self,
+        u: &UpstreamFile,
+        cmd: &str,
+        up: &[String],
+        scope: &str,
+    ) -> Option<Arc<ProgramSpec>> {
+        let mut ok = true;
+        if cmd.trim().is_empty() || cmd.contains('\0') {
+            self.err_value(
+                &child(up, "command"),
+                scope,
+                "upstream.command: must not be empty",
+            );
+            ok = false;
+        }
+        let working_dir = match u.working_dir.as_deref() {
+            Some(d) if !d.trim().is_empty() && !d.contains('\0') => absolute(Path::new(d)),
+            Some(_) => {
+                self.err_value(
+                    &child(up, "working_dir"),
+                    scope,
+                    "upstream.working_dir: must not be empty",
+                );
+                ok = false;
+                PathBuf::new()
+            }
+            None => {
+                self.err_key(
+                    up,
+                    scope,
+                    "upstream.working_dir: required with upstream.command",
+                );
+                ok = false;
+                PathBuf::new()
+            }
+        };
+        let environment = u.environment.clone().unwrap_or_default();
+        for k in environment.keys() {
+            let p = child(&child(up, "environment"), k);
+            if k.is_empty() || k.contains('=') || k.contains('\0') {
+                self.err_key(
+                    &p,
+                    scope,
+                    format!("upstream.environment: {k:?} is not a variable name"),
+                );
+                ok = false;
+            } else if RESERVED_ENV.contains(&k.as_str()) {
+                self.err_key(
+                    &p,
+                    scope,
+                    format!("upstream.environment: {k} is set by edgeward (the address the program must listen on)"),
+                );
+                ok = false;
+            }
+        }
+        for (k, v) in &environment {
+            if v.contains('\0') {
+                self.err_value(
+                    &child(&child(up, "environment"), k),
+                    scope,
+                    "upstream.environment: values must not contain NUL",
+                );
+                ok = false;
+            }
+        }
+        let start_timeout = match u.start_timeout {
+            Some(ConfDuration(d)) if d.is_zero() => {
+                self.err_value(
+                    &child(up, "start_timeout"),
+                    scope,
+                    "upstream.start_timeout: must be more than 0",
+                );
+                ok = false;
+                d
+            }
+            Some(ConfDuration(d)) => d,
+            None => DEFAULT_START_TIMEOUT,
+        };
+        ok.then(|| {
+            Arc::new(ProgramSpec {
+                command: cmd.to_string(),
+                working_dir,
+                environment,
+                idle_timeout: u.idle_timeout.map_or(DEFAULT_IDLE_TIMEOUT, |d| d.0),
+                start_timeout,
+            })
+        })
+    }
 }
 
 fn check_host_name(h: &str) -> Result<(), &'static str> {

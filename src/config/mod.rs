@@ -8,7 +8,7 @@ mod runtime;
 pub mod units;
 
 pub use load::{load, parse};
-pub use runtime::{Config, Router, Site, Upstream, UpstreamTarget, normalize_host};
+pub use runtime::{Config, ProgramSpec, Router, Site, Upstream, UpstreamTarget, normalize_host};
 
 use std::fmt;
 use std::path::PathBuf;

@@ -26,6 +26,8 @@ pub struct Config {
     pub default_site: Option<usize>,
     /// Peers whose `X-Forwarded-For` is believed for the client address.
     pub trusted_proxies: Vec<Cidr>,
+    /// Ports the supervisor hands to programs.
+    pub port_range: std::ops::RangeInclusive<u16>,
 }
 
 impl Config {
@@ -60,6 +62,21 @@ pub enum UpstreamTarget {
     Tcp { addr: SocketAddr, authority: String },
     /// `unix:/path/to/socket`.
     Unix(PathBuf),
+    /// A program edgeward starts on demand (`upstream.command`).
+    Program(Arc<ProgramSpec>),
+}
+
+/// A supervised upstream program, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramSpec {
+    pub command: String,
+    pub working_dir: PathBuf,
+    /// The site's own variables; IP, PORT, HOST, PATH, HOME and LANG are
+    /// added by the supervisor.
+    pub environment: std::collections::BTreeMap<String, String>,
+    /// Zero: never stopped for idleness.
+    pub idle_timeout: Duration,
+    pub start_timeout: Duration,
 }
 
 impl std::fmt::Display for UpstreamTarget {
@@ -67,6 +84,7 @@ impl std::fmt::Display for UpstreamTarget {
         match self {
             UpstreamTarget::Tcp { authority, .. } => f.write_str(authority),
             UpstreamTarget::Unix(p) => write!(f, "unix:{}", p.display()),
+            UpstreamTarget::Program(p) => write!(f, "program {:?}", p.command),
         }
     }
 }

@@ -459,8 +459,21 @@ impl Edgeward {
 }
 
 impl Drop for Edgeward {
+    /// A graceful stop, so that the programs it supervises stop too; SIGKILL
+    /// if it takes more than a few seconds.
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-INT")
+                .arg(c.id().to_string())
+                .status();
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(5) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
