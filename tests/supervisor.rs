@@ -59,6 +59,7 @@ fn pid_of(body: &str) -> u32 {
 fn alive(pid: u32) -> bool {
     std::process::Command::new("kill")
         .args(["-0", &pid.to_string()])
+        .stderr(std::process::Stdio::null())
         .status()
         .unwrap()
         .success()
@@ -120,7 +121,9 @@ async fn cold_start_serves_the_first_request_with_an_explicit_environment() {
         .unwrap();
     assert!((20000..=29999).contains(&port));
     let pid = pid_of(&r.body);
-    let log = wait_sites_log(&ew, "app", &format!("[{pid}] STDERR: hello on stderr"), 1).await;
+    wait_sites_log(&ew, "app", &format!("[{pid}] STDERR: hello on stderr"), 1).await;
+    // Lines reach the file asynchronously: wait for the last one we check.
+    let log = wait_sites_log(&ew, "app", &format!("] Upstream started PID: {pid}\n"), 1).await;
     let lines: Vec<&str> = log.lines().collect();
     assert!(
         lines[0].starts_with('[') && lines[0].ends_with("] Upstream starting: python3 app.py"),
@@ -157,7 +160,7 @@ async fn fifty_concurrent_first_requests_start_one_process() {
         pids.insert(pid_of(&r.body));
     }
     assert_eq!(pids.len(), 1, "{pids:?}");
-    let log = sites_log(&ew, "app");
+    let log = wait_sites_log(&ew, "app", "Upstream started PID:", 1).await;
     assert_eq!(log.matches("Upstream starting:").count(), 1, "{log}");
     assert_eq!(log.matches("Upstream started PID:").count(), 1, "{log}");
 }
@@ -172,7 +175,7 @@ async fn idle_stop_then_a_request_wakes_it() {
     assert_eq!(r.status, 200);
     let second = pid_of(&r.body);
     assert_ne!(first, second);
-    let log = sites_log(&ew, "app");
+    let log = wait_sites_log(&ew, "app", "Upstream started PID:", 2).await;
     assert_eq!(
         log.matches("Upstream starting: python3 app.py").count(),
         2,
@@ -216,7 +219,7 @@ async fn a_crash_is_restarted_and_a_crash_loop_backs_off() {
     assert_eq!(r.status, 503, "{}", r.body);
     let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry));
-    let log = sites_log(&ew, "broken");
+    let log = wait_sites_log(&ew, "broken", "crashed 2 times in a row", 1).await;
     assert!(
         log.contains("Upstream starting failed: python3 app.py (return code: 3 | reason: exited before listening)"),
         "{log}"

@@ -10,11 +10,17 @@ fn push_hex(out: &mut Vec<u8>, b: u8) {
 /// Text formats: `"`, `\`, control characters and bytes >= 0x7F become
 /// `\xHH`, as nginx does.
 pub fn text(out: &mut Vec<u8>, value: &[u8]) {
-    for &b in value {
-        if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) {
+    let safe = |b: u8| b != b'"' && b != b'\\' && (0x20..0x7f).contains(&b);
+    let mut rest = value;
+    while !rest.is_empty() {
+        // Copy the run of safe bytes at once, then escape one byte.
+        let run = rest.iter().position(|&b| !safe(b)).unwrap_or(rest.len());
+        out.extend_from_slice(&rest[..run]);
+        if let Some(&b) = rest.get(run) {
             push_hex(out, b);
+            rest = &rest[run + 1..];
         } else {
-            out.push(b);
+            break;
         }
     }
 }

@@ -63,10 +63,19 @@ pub struct Record<'a> {
     pub body_bytes: u64,
 }
 
+/// A parsed date pattern. `per_second`: it has no sub-second field, so one
+/// formatting serves a whole second (cached per thread).
+#[derive(Debug, Clone)]
+struct DateFormat {
+    items: Vec<Item<'static>>,
+    per_second: bool,
+    id: usize,
+}
+
 #[derive(Debug, Clone)]
 enum Var {
     ClientIp,
-    CompletionDate(Vec<Item<'static>>),
+    CompletionDate(DateFormat),
     Duration,
     PeerIp,
     Protocol,
@@ -78,7 +87,7 @@ enum Var {
     RequestMethod,
     RequestPath,
     RequestProtocol,
-    RequestTime(Vec<Item<'static>>),
+    RequestTime(DateFormat),
     ResponseHeader(http::HeaderName),
     ResponseSize,
     Site,
@@ -109,6 +118,31 @@ enum Kind {
 pub struct FormatError {
     pub column: usize,
     pub message: String,
+}
+
+fn date_format(pattern: &str, column: usize) -> Result<DateFormat, FormatError> {
+    use chrono::format::{Fixed, Numeric};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
+    let items = date_items(pattern, column)?;
+    let per_second = !items.iter().any(|i| {
+        matches!(
+            i,
+            Item::Numeric(Numeric::Nanosecond, _)
+                | Item::Fixed(
+                    Fixed::Nanosecond
+                        | Fixed::Nanosecond3
+                        | Fixed::Nanosecond6
+                        | Fixed::Nanosecond9
+                        | Fixed::Internal(_)
+                )
+        )
+    });
+    Ok(DateFormat {
+        items,
+        per_second,
+        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+    })
 }
 
 fn date_items(pattern: &str, column: usize) -> Result<Vec<Item<'static>>, FormatError> {
@@ -142,7 +176,7 @@ fn variable(name: &str, arg: Option<&str>, column: usize) -> Result<Var, FormatE
             message: format!("variable `{name}` takes no argument"),
         }),
     };
-    let date = |arg: Option<&str>| date_items(arg.unwrap_or(DEFAULT_DATE), column);
+    let date = |arg: Option<&str>| date_format(arg.unwrap_or(DEFAULT_DATE), column);
     let header = |arg: Option<&str>| match arg {
         Some(h) if !h.trim().is_empty() => header_name(h, column),
         _ => Err(FormatError {
@@ -299,13 +333,65 @@ fn client_text(out: &mut Vec<u8>, v: Option<&[u8]>) {
     }
 }
 
-fn date(out: &mut Vec<u8>, t: SystemTime, items: &[Item<'static>]) {
-    let dt: DateTime<Local> = t.into();
-    let _ = write!(out, "{}", dt.format_with_items(items.iter()));
+fn date(out: &mut Vec<u8>, t: SystemTime, f: &DateFormat) {
+    use std::cell::RefCell;
+    thread_local! {
+        /// (format id, unix second) -> formatted date, a few entries.
+        static CACHE: RefCell<Vec<(usize, u64, Vec<u8>)>> = const { RefCell::new(Vec::new()) };
+    }
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(u64::MAX, |d| d.as_secs());
+    let format_now = |buf: &mut Vec<u8>| {
+        let dt: DateTime<Local> = t.into();
+        let _ = write!(buf, "{}", dt.format_with_items(f.items.iter()));
+    };
+    if !f.per_second || secs == u64::MAX {
+        format_now(out);
+        return;
+    }
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if let Some((_, _, s)) = c.iter().find(|(id, s, _)| *id == f.id && *s == secs) {
+            out.extend_from_slice(s);
+            return;
+        }
+        let mut buf = Vec::with_capacity(32);
+        format_now(&mut buf);
+        out.extend_from_slice(&buf);
+        if let Some(slot) = c.iter_mut().find(|(id, _, _)| *id == f.id) {
+            *slot = (f.id, secs, buf);
+        } else if c.len() < 8 {
+            c.push((f.id, secs, buf));
+        }
+    });
+}
+
+/// Decimal digits without going through `fmt`.
+fn uint(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
 }
 
 fn ip(out: &mut Vec<u8>, ip: Option<IpAddr>) {
     match ip {
+        Some(IpAddr::V4(v4)) => {
+            for (i, o) in v4.octets().iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                uint(out, u64::from(*o));
+            }
+        }
         Some(ip) => {
             let _ = write!(out, "{ip}");
         }
@@ -313,29 +399,35 @@ fn ip(out: &mut Vec<u8>, ip: Option<IpAddr>) {
     }
 }
 
-fn request_line(r: &Record, out: &mut Vec<u8>, escape_it: bool) {
-    let mut line = Vec::with_capacity(r.method.len() + r.raw_path.len() + 10);
-    line.extend_from_slice(r.method);
-    line.push(b' ');
-    line.extend_from_slice(r.raw_path);
-    line.push(b' ');
-    line.extend_from_slice(r.request_protocol.as_bytes());
-    if escape_it {
-        escape::text(out, &line);
-    } else {
-        out.extend_from_slice(&line);
+/// Seconds with six decimals, e.g. `0.128109`.
+fn seconds(out: &mut Vec<u8>, d: Duration) {
+    uint(out, d.as_secs());
+    out.push(b'.');
+    let micros = d.subsec_micros();
+    let mut digits = [b'0'; 6];
+    let mut m = micros;
+    for slot in digits.iter_mut().rev() {
+        *slot = b'0' + (m % 10) as u8;
+        m /= 10;
     }
+    out.extend_from_slice(&digits);
+}
+
+fn request_line(r: &Record, out: &mut Vec<u8>) {
+    escape::text(out, r.method);
+    out.push(b' ');
+    escape::text(out, r.raw_path);
+    out.push(b' ');
+    out.extend_from_slice(r.request_protocol.as_bytes());
 }
 
 fn render_var(v: &Var, r: &Record, out: &mut Vec<u8>) {
     match v {
         Var::ClientIp => ip(out, r.client_ip),
         Var::PeerIp => ip(out, r.peer_ip),
-        Var::CompletionDate(items) => date(out, r.completed, items),
-        Var::RequestTime(items) => date(out, r.started, items),
-        Var::Duration => {
-            let _ = write!(out, "{:.6}", r.duration.as_secs_f64());
-        }
+        Var::CompletionDate(f) => date(out, r.completed, f),
+        Var::RequestTime(f) => date(out, r.started, f),
+        Var::Duration => seconds(out, r.duration),
         Var::Protocol => out.extend_from_slice(r.scheme.as_bytes()),
         Var::Referer => client_text(
             out,
@@ -349,7 +441,7 @@ fn render_var(v: &Var, r: &Record, out: &mut Vec<u8>) {
             if r.method.is_empty() {
                 dash(out)
             } else {
-                request_line(r, out, true)
+                request_line(r, out)
             }
         }
         Var::RequestHeader(name) => {
@@ -366,14 +458,10 @@ fn render_var(v: &Var, r: &Record, out: &mut Vec<u8>) {
         Var::RequestMethod => client_text(out, Some(r.method)),
         Var::RequestPath => client_text(out, Some(r.raw_path)),
         Var::RequestProtocol => out.extend_from_slice(r.request_protocol.as_bytes()),
-        Var::ResponseSize => {
-            let _ = write!(out, "{}", r.body_bytes);
-        }
+        Var::ResponseSize => uint(out, r.body_bytes),
         Var::Site => client_text(out, Some(r.site.as_bytes())),
         Var::SslVersion => dash(out),
-        Var::Status => {
-            let _ = write!(out, "{}", r.status);
-        }
+        Var::Status => uint(out, u64::from(r.status)),
     }
 }
 

@@ -22,6 +22,11 @@ use std::time::{Duration, Instant};
 const QUEUE_LINES: usize = 65_536;
 /// Largest single write (many lines) the writer makes.
 const MAX_BATCH_BYTES: usize = 256 * 1024;
+/// After writing a batch the writer rests this long, so that request threads
+/// append to the queue without waking it for every line (one wake-up per
+/// batch instead of one per request). Lines still reach the disk within
+/// milliseconds.
+const BATCH_PAUSE: Duration = Duration::from_millis(10);
 /// How often a persistent write error is repeated in the diagnostics log.
 const REPORT_EVERY: Duration = Duration::from_secs(60);
 
@@ -193,6 +198,7 @@ fn run(rx: Receiver<Msg>, reopen: Arc<AtomicBool>) {
         };
         // Take what is already queued, up to a batch, then write it out.
         let mut batch_bytes = 0;
+        let mut drained = true;
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {
@@ -210,6 +216,7 @@ fn run(rx: Receiver<Msg>, reopen: Arc<AtomicBool>) {
                 Msg::Wake => {}
             }
             if batch_bytes >= MAX_BATCH_BYTES {
+                drained = false;
                 break;
             }
             next = rx.try_recv().ok();
@@ -218,8 +225,12 @@ fn run(rx: Receiver<Msg>, reopen: Arc<AtomicBool>) {
             st.close_all();
         }
         st.write_out();
+        let flushed = !waiting_flush.is_empty();
         for done in waiting_flush.drain(..) {
             let _ = done.send(());
+        }
+        if drained && !flushed {
+            std::thread::sleep(BATCH_PAUSE);
         }
     }
 }

@@ -505,7 +505,7 @@ impl Program {
         }
         // Wait until it accepts connections, it exits, or time runs out.
         let deadline = Instant::now() + spec.start_timeout;
-        let mut pause = Duration::from_millis(2);
+        let mut pause = Duration::from_millis(1);
         let addr = SocketAddr::from((PROGRAM_IP, port));
         let mut exited = exit_rx.clone();
         loop {
@@ -531,7 +531,8 @@ impl Program {
                 return Err(StartError::Timeout);
             }
             let _ = tokio::time::timeout(pause.min(deadline - now), exited.changed()).await;
-            pause = (pause * 2).min(Duration::from_millis(50));
+            // Loopback connects are cheap: poll often, the request waits.
+            pause = (pause * 2).min(Duration::from_millis(10));
         }
         self.log.write(&format!("Upstream started PID: {pid}"));
         info!(
