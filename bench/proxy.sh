@@ -268,6 +268,9 @@ accounts:
         addresses: ["bench.local"]
         upstream:
           address: "127.0.0.1:$UP_PORT"
+        # Parity with the nginx side (access_log off); bench/access_log.sh
+        # measures the access log's own cost.
+        access_log: { enabled: false }
 EOF
 start_bg edgeward env RUST_LOG=warn "$EDGEWARD" run -c "$EW_DIR/edgeward.yaml"
 EW_PID=$LAST_PID

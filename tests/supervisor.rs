@@ -384,3 +384,35 @@ async fn shutdown_leaves_no_process_behind() {
     }
     wait_gone(grandchild).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_group_and_open_files_limit() {
+    let ew = Edgeward::start(&config(&[(
+        "app",
+        "          user: nobody\n          group: nogroup\n          max_open_files: 321\n",
+    )]))
+    .await;
+    let r = get(ew.port, "app.test", "/").await.unwrap();
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(
+            r.body.contains("uid=65534 gid=65534 nofile=321 "),
+            "{}",
+            r.body
+        );
+    } else {
+        assert_eq!(r.status, 502);
+        let log = wait_sites_log(&ew, "app", "Upstream starting failed", 1).await;
+        assert!(
+            log.contains("upstream.user needs edgeward to run as root"),
+            "{log}"
+        );
+    }
+    let (code, out) = check(&config(&[("app", "          user: no-such-user-xyz\n")]));
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("upstream.user: no user \"no-such-user-xyz\" on this system"),
+        "{out}"
+    );
+}

@@ -87,6 +87,12 @@ pub struct UpstreamFile {
     pub environment: Option<BTreeMap<String, String>>,
     pub idle_timeout: Option<ConfDuration>,
     pub start_timeout: Option<ConfDuration>,
+    /// Run the program as this user (edgeward must run as root).
+    pub user: Option<String>,
+    /// ... and this group (default: the user's primary group).
+    pub group: Option<String>,
+    /// RLIMIT_NOFILE of the program.
+    pub max_open_files: Option<u64>,
     /// Time allowed to open a connection to the upstream (default 5s).
     pub connect_timeout: Option<ConfDuration>,
     /// Time allowed between two reads from the upstream (default 60s).

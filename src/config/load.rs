@@ -771,6 +771,9 @@ impl Loader {
                 ("environment", u.environment.is_some()),
                 ("idle_timeout", u.idle_timeout.is_some()),
                 ("start_timeout", u.start_timeout.is_some()),
+                ("user", u.user.is_some()),
+                ("group", u.group.is_some()),
+                ("max_open_files", u.max_open_files.is_some()),
             ] {
                 if set {
                     self.err_key(
@@ -950,6 +953,39 @@ impl Loader {
             Some(ConfDuration(d)) => d,
             None => DEFAULT_START_TIMEOUT,
         };
+        let user = match (&u.user, &u.group) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                self.err_key(
+                    &child(up, "group"),
+                    scope,
+                    "upstream.group: only valid together with upstream.user",
+                );
+                ok = false;
+                None
+            }
+            (Some(name), group) => match crate::supervisor::resolve_user(name, group.as_deref()) {
+                Ok(r) => Some(r),
+                Err(why) => {
+                    let key = if why.starts_with("group") {
+                        "group"
+                    } else {
+                        "user"
+                    };
+                    self.err_value(&child(up, key), scope, format!("upstream.{key}: {why}"));
+                    ok = false;
+                    None
+                }
+            },
+        };
+        if u.max_open_files == Some(0) {
+            self.err_value(
+                &child(up, "max_open_files"),
+                scope,
+                "upstream.max_open_files: must be more than 0",
+            );
+            ok = false;
+        }
         ok.then(|| {
             Arc::new(ProgramSpec {
                 command: cmd.to_string(),
@@ -957,6 +993,8 @@ impl Loader {
                 environment,
                 idle_timeout: u.idle_timeout.map_or(DEFAULT_IDLE_TIMEOUT, |d| d.0),
                 start_timeout,
+                user,
+                max_open_files: u.max_open_files,
             })
         })
     }

@@ -8,7 +8,9 @@ mod runtime;
 pub mod units;
 
 pub use load::{load, parse};
-pub use runtime::{Config, ProgramSpec, Router, Site, Upstream, UpstreamTarget, normalize_host};
+pub use runtime::{
+    Config, ProgramSpec, Router, RunAs, Site, Upstream, UpstreamTarget, normalize_host,
+};
 
 use std::fmt;
 use std::path::PathBuf;

@@ -77,6 +77,20 @@ pub struct ProgramSpec {
     /// Zero: never stopped for idleness.
     pub idle_timeout: Duration,
     pub start_timeout: Duration,
+    /// Run as this user (resolved when the configuration loads).
+    pub user: Option<RunAs>,
+    /// RLIMIT_NOFILE (soft and hard) for the program.
+    pub max_open_files: Option<u64>,
+}
+
+/// The identity a program runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups of the user.
+    pub groups: Vec<u32>,
 }
 
 impl std::fmt::Display for UpstreamTarget {

@@ -5,7 +5,7 @@
 
 mod output;
 
-use crate::config::{Config, ProgramSpec, Site, UpstreamTarget};
+use crate::config::{Config, ProgramSpec, RunAs, Site, UpstreamTarget};
 use crate::logs::SitesLog;
 use log::{info, warn};
 use once_cell::sync::Lazy;
@@ -155,6 +155,70 @@ fn stop_group_blocking(pgid: u32, grace: Duration) {
         std::thread::sleep(Duration::from_millis(20));
     }
     signal_group(pgid, libc::SIGKILL);
+}
+
+/// Look up a user (and optionally a group) by name or number, with the
+/// user's supplementary groups.
+pub fn resolve_user(user: &str, group: Option<&str>) -> Result<RunAs, String> {
+    use std::ffi::CString;
+    let cname = CString::new(user).map_err(|_| format!("{user:?} is not a user name"))?;
+    let mut buf = vec![0u8; 16 * 1024];
+    // SAFETY: getpwnam_r/getgrnam_r/getgrouplist write into the buffers we
+    // pass with their sizes; the strings are NUL-terminated CStrings.
+    let (uid, mut gid) = unsafe {
+        let mut pw: libc::passwd = std::mem::zeroed();
+        let mut out: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwnam_r(
+            cname.as_ptr(),
+            &mut pw,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut out,
+        );
+        if rc == 0 && !out.is_null() {
+            (pw.pw_uid, pw.pw_gid)
+        } else if let Ok(n) = user.parse::<u32>() {
+            (n, n)
+        } else {
+            return Err(format!("no user {user:?} on this system"));
+        }
+    };
+    if let Some(g) = group {
+        let cg = CString::new(g).map_err(|_| format!("group {g:?} is not a group name"))?;
+        // SAFETY: as above.
+        gid = unsafe {
+            let mut gr: libc::group = std::mem::zeroed();
+            let mut out: *mut libc::group = std::ptr::null_mut();
+            let rc = libc::getgrnam_r(
+                cg.as_ptr(),
+                &mut gr,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut out,
+            );
+            if rc == 0 && !out.is_null() {
+                gr.gr_gid
+            } else if let Ok(n) = g.parse::<u32>() {
+                n
+            } else {
+                return Err(format!("group: no group {g:?} on this system"));
+            }
+        };
+    }
+    let mut groups = vec![0 as libc::gid_t; 256];
+    let mut n = groups.len() as libc::c_int;
+    // SAFETY: `groups` has room for `n` entries.
+    let rc = unsafe { libc::getgrouplist(cname.as_ptr(), gid, groups.as_mut_ptr(), &mut n) };
+    groups.truncate(if rc < 0 { 0 } else { n.max(0) as usize });
+    if !groups.contains(&gid) {
+        groups.push(gid);
+    }
+    Ok(RunAs {
+        name: user.to_string(),
+        uid,
+        gid,
+        groups,
+    })
 }
 
 /// The line given to `/bin/sh -c`. A simple command (one program and its
@@ -430,6 +494,12 @@ impl Program {
             );
             return Err(self.fail(&why, "return code: -"));
         }
+        if spec.user.is_some() && unsafe { libc::geteuid() } != 0 {
+            return Err(self.fail(
+                "upstream.user needs edgeward to run as root",
+                "return code: -",
+            ));
+        }
         let Some(port) = SUPERVISOR.take_port() else {
             return Err(self.fail("no free port in supervisor.port_range", "return code: -"));
         };
@@ -450,6 +520,40 @@ impl Program {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(false);
+        if let Some(n) = spec.max_open_files {
+            // SAFETY: setrlimit is async-signal-safe; `lim` is a plain value.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n as libc::rlim_t,
+                        rlim_max: n as libc::rlim_t,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        if let Some(u) = &spec.user {
+            let (uid, gid, groups) = (u.uid, u.gid, u.groups.clone());
+            // Groups first, then the gid, then the uid (after which nothing
+            // privileged is possible any more). std's uid()/gid() would run
+            // before our closures and leave no way to set the groups.
+            // SAFETY: setgroups/setgid/setuid are async-signal-safe; `groups`
+            // was allocated before fork and is only read.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                        || libc::setgid(gid) != 0
+                        || libc::setuid(uid) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
