@@ -57,13 +57,16 @@ impl Live {
             }
             Err(errors) => {
                 metrics::RELOADS.with_label_values(&["failure"]).inc();
-                error!(
+                // One record, so the header and its errors stay together.
+                let mut msg = format!(
                     "configuration reload failed, still serving the previous configuration ({} error(s)):",
                     errors.0.len()
                 );
                 for e in &errors.0 {
-                    error!("  {e}");
+                    msg.push_str("\n  ");
+                    msg.push_str(&e.to_string());
                 }
+                error!("{msg}");
                 Err(errors)
             }
         }

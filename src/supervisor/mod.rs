@@ -518,8 +518,19 @@ impl Program {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .process_group(0)
             .kill_on_drop(false);
+        // Its own session (and so its own process group, pgid = pid): the
+        // whole group is signalled on stop, and the scheduler treats it as a
+        // separate task group rather than a share of edgeward's CPU.
+        // SAFETY: setsid is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         if let Some(n) = spec.max_open_files {
             // SAFETY: setrlimit is async-signal-safe; `lim` is a plain value.
             unsafe {
