@@ -249,7 +249,13 @@ async fn admin_listener_serves_metrics_and_health_only_there() {
         .unwrap();
     assert_eq!(health.status, 200);
     assert!(health.body.contains("\"status\":\"ok\""), "{}", health.body);
-    let m = w.ew.metrics().await;
+    // Requests are counted just after their response went out: poll.
+    let m = eventually(DEADLINE, "both requests counted", || async {
+        let m = w.ew.metrics().await;
+        (m.contains("site=\"alice/blog\"} 1\n") && m.contains("code_class=\"4xx\",site=\"-\"} 1\n"))
+            .then_some(m)
+    })
+    .await;
     for needle in [
         "edgeward_requests_total{code_class=\"2xx\",site=\"alice/blog\"} 1",
         "edgeward_requests_total{code_class=\"4xx\",site=\"-\"} 1",
