@@ -29,10 +29,10 @@ Usage: bench/access_log.sh [options]
 EOF
 }
 
-log() { printf '[access-log-bench] %s\n' "$*" >&2; }
-die() { printf '[access-log-bench] ERROR: %s\n' "$*" >&2; exit 1; }
+BENCH_TAG=access-log-bench
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-is_uint() { [[ "$1" =~ ^[0-9]+$ ]] && (( "$1" > 0 )); }
 
 CMDLINE=$(printf '%q ' "$0" "$@"); CMDLINE=${CMDLINE% }
 ORIG_PWD=$PWD
@@ -116,22 +116,6 @@ PIDS=()      # every server we started, in start order
 WRK_PID=""   # the wrk run in progress, if any
 SUCCESS=0
 
-stop_pid() {
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for (( i = 0; i < 100; i++ )); do           # up to 10 s (edgeward grace_period is 1 s)
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "pid $pid did not exit after SIGTERM; sending SIGKILL to its process group"
-        # Every server was started under setsid, so its pid is also its own
-        # process group id; this also reaps nginx workers orphaned by the kill.
-        kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
     local rc=$?
@@ -155,31 +139,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# start_bg NAME CMD... : start a server in its own session, logs to $WORK/NAME.log
-start_bg() {
-    local name=$1; shift
-    setsid "$@" </dev/null >"$WORK/$name.log" 2>&1 &
-    LAST_PID=$!
-    PIDS+=("$LAST_PID")
-}
 
-# wait_ready NAME PID URL HOST DEADLINE_S : poll until HTTP 200 (or process death / deadline)
-wait_ready() {
-    local name=$1 pid=$2 url=$3 host=$4 deadline=$(( SECONDS + $5 )) code
-    while :; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            tail -n 30 "$WORK/$name.log" "$WORK/$name/error.log" >&2 2>/dev/null || true
-            die "$name exited before becoming ready (see $WORK/$name.log)"
-        fi
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 -H "Host: $host" "$url" 2>/dev/null) || code=000
-        [[ "$code" == 200 ]] && return 0
-        if (( SECONDS >= deadline )); then
-            tail -n 30 "$WORK/$name.log" "$WORK/$name/error.log" >&2 2>/dev/null || true
-            die "$name not ready at $url after ${5}s (last HTTP status $code)"
-        fi
-        sleep 0.1
-    done
-}
 
 # ---------------------------------------------------------------- ports
 # Bind all three sockets at once so the ports are distinct, then release them.
@@ -313,17 +273,6 @@ until (( $(line_count "$ON_LOG") > 0 )); do
     sleep 0.1
 done
 
-# ---------------------------------------------------------------- wrk
-# to_ms VALUE-WITH-UNIT (wrk prints us, ms, s, m, h)
-to_ms() {
-    awk -v v="$1" 'BEGIN {
-        if (match(v, /^[0-9.]+/) == 0) { print "nan"; exit }
-        n = substr(v, 1, RLENGTH); u = substr(v, RLENGTH + 1)
-        if (u == "us") f = 0.001; else if (u == "ms") f = 1; else if (u == "s") f = 1000
-        else if (u == "m") f = 60000; else if (u == "h") f = 3600000; else { print "nan"; exit }
-        printf "%.6f\n", n * f
-    }'
-}
 
 # run_wrk CONFIG DURATION OUTFILE
 run_wrk() {
@@ -354,11 +303,6 @@ parse_wrk() {
     printf '%s %s %s %s %s\n' "$rps" "$(to_ms "$p50")" "$(to_ms "$p99")" "$errs" "$reqs"
 }
 
-median() {
-    printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 }
-        END { if (NR == 0) { print "nan"; exit }
-              if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
 
 if (( WARMUP > 0 )); then
     for p in "${NAMES[@]}"; do

@@ -40,10 +40,10 @@ Usage: bench/supervisor.sh [options]
 EOF
 }
 
-log() { printf '[supervisor-bench] %s\n' "$*" >&2; }
-die() { printf '[supervisor-bench] ERROR: %s\n' "$*" >&2; exit 1; }
+BENCH_TAG=supervisor-bench
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-is_uint() { [[ "$1" =~ ^[0-9]+$ ]] && (( "$1" > 0 )); }
 
 CMDLINE=$(printf '%q ' "$0" "$@"); CMDLINE=${CMDLINE% }
 LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)
@@ -141,23 +141,6 @@ NOTES=()        # anything that looked wrong; printed in the report
 
 note() { NOTES+=("$*"); log "NOTE: $*"; }
 
-# stop_pid PID : SIGTERM, wait up to 10 s, then SIGKILL its process group
-stop_pid() {
-    local pid=$1 i
-    [[ -n "$pid" ]] || return 0
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    kill -TERM "$pid" 2>/dev/null || true
-    for (( i = 0; i < 100; i++ )); do           # edgeward: grace_period 2s, programs 1 s more
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "pid $pid did not exit after SIGTERM; sending SIGKILL to its process group"
-        # Servers are started under setsid, so the pid is its process group id.
-        kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
 
 # kill_program : the supervised program, if edgeward left it behind
 # (edgeward starts it in a process group of its own: pgid = pid).
@@ -189,23 +172,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# wait_ready NAME PID URL HOST DEADLINE_S : poll until HTTP 200 (or process death / deadline)
-wait_ready() {
-    local name=$1 pid=$2 url=$3 host=$4 deadline=$(( SECONDS + $5 )) code
-    while :; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            tail -n 30 "$WORK/$name.log" >&2 2>/dev/null || true
-            die "$name exited before becoming ready (see $WORK/$name.log)"
-        fi
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 -H "Host: $host" "$url" 2>/dev/null) || code=000
-        [[ "$code" == 200 ]] && return 0
-        if (( SECONDS >= deadline )); then
-            tail -n 30 "$WORK/$name.log" >&2 2>/dev/null || true
-            die "$name not ready at $url after ${5}s (last HTTP status $code)"
-        fi
-        sleep 0.05
-    done
-}
 
 # wait_line FILE REGEX DEADLINE_S : poll until a line of FILE matches; print it
 wait_line() {
@@ -411,16 +377,6 @@ mapfile -t OVER_B < <(awk -F'\t' 'NR > 1 { printf "%.3f\n", $2 - $4 }' "$COLD")
 mapfile -t OVER_LO < <(awk -F'\t' 'NR > 1 { a = $2 - $3; e = $9 - $10; printf "%.3f\n", (a > e) ? a : e }' "$COLD")
 slept_runs=$(awk -F'\t' 'NR > 1 && $7 != 0 { n++ } END { print n + 0 }' "$COLD")
 
-# ---------------------------------------------------------------- part 2: steady state
-to_ms() {
-    awk -v v="$1" 'BEGIN {
-        if (match(v, /^[0-9.]+/) == 0) { print "nan"; exit }
-        n = substr(v, 1, RLENGTH); u = substr(v, RLENGTH + 1)
-        if (u == "us") f = 0.001; else if (u == "ms") f = 1; else if (u == "s") f = 1000
-        else if (u == "m") f = 60000; else if (u == "h") f = 3600000; else { print "nan"; exit }
-        printf "%.6f\n", n * f
-    }'
-}
 
 # run_wrk SITE DURATION OUTFILE
 run_wrk() {
@@ -448,11 +404,6 @@ parse_wrk() {
     printf '%s %s %s %s\n' "$rps" "$(to_ms "$p50")" "$(to_ms "$p99")" "$errs"
 }
 
-median() {
-    printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 }
-        END { if (NR == 0) { print "nan"; exit }
-              if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
 
 # stats SITE N : SIGUSR1 the site's timed_app.py (its Nth time) and print
 # "connections requests resets" from its answer
