@@ -108,6 +108,55 @@ pub static SITES: Lazy<IntGauge> = Lazy::new(|| {
     )
 });
 
+pub static CACHE_REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "edgeward_cache_requests_total",
+                "Cacheable requests of cache-enabled sites, by site and result (hit | stale | miss | expired | revalidated | uncacheable | bypass).",
+            ),
+            &["site", "result"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+pub static CACHE_STORED: Lazy<IntCounterVec> = Lazy::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "edgeward_cache_stored_total",
+                "Responses written to the cache storage, by storage (memory | redis).",
+            ),
+            &["storage"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+pub static CACHE_STORAGE_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "edgeward_cache_storage_errors_total",
+                "Cache storage operations that failed or timed out (the request went on as a miss), by storage and operation.",
+            ),
+            &["storage", "op"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+pub static CACHE_EVICTIONS: Lazy<IntCounter> = Lazy::new(|| {
+    register(
+        IntCounter::new(
+            "edgeward_cache_evictions_total",
+            "Entries evicted from the memory storage to stay within cache.memory.max_size.",
+        )
+        .expect("valid metric"),
+    )
+});
+
 /// Touch every metric so that all of them appear from the first scrape.
 pub fn init() {
     Lazy::force(&REQUESTS);
@@ -120,6 +169,10 @@ pub fn init() {
     Lazy::force(&SITES);
     Lazy::force(&LOG_DROPPED);
     Lazy::force(&LOG_WRITE_ERRORS);
+    Lazy::force(&CACHE_REQUESTS);
+    Lazy::force(&CACHE_STORED);
+    Lazy::force(&CACHE_STORAGE_ERRORS);
+    Lazy::force(&CACHE_EVICTIONS);
 }
 
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];

@@ -50,10 +50,10 @@ pub async fn respond_with(
 pub async fn respond_text(
     session: &mut Session,
     status: u16,
-    text: &'static str,
+    text: &str,
     request_id: &str,
 ) -> Result<()> {
-    let body = Bytes::from_static(text.as_bytes());
+    let body = Bytes::copy_from_slice(text.as_bytes());
     let text = "text/plain; charset=utf-8";
     send(session, status, text, body, request_id, &[]).await
 }

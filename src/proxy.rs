@@ -6,6 +6,8 @@ use crate::live::{InFlight, Live};
 use crate::{cache, logs, metrics, net, pages, request_id, supervisor, upstream};
 use async_trait::async_trait;
 use log::warn;
+use pingora::cache::key::HashBinary;
+use pingora::cache::{CacheKey, CacheMeta, ForcedFreshness, HitHandler, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
@@ -42,6 +44,8 @@ pub struct RequestCtx {
     lease: Option<supervisor::Lease>,
     /// Status of a response edgeward generated itself (error pages).
     own_status: u16,
+    /// The HTTP cache's state for this request.
+    cache: cache::CacheCtx,
     _in_flight: InFlight,
 }
 
@@ -109,6 +113,7 @@ impl ProxyHttp for EdgeProxy {
             upstream_started: None,
             lease: None,
             own_status: 0,
+            cache: cache::CacheCtx::default(),
             _in_flight: InFlight::enter(),
         }
     }
@@ -141,7 +146,14 @@ impl ProxyHttp for EdgeProxy {
             Some(site) => {
                 ctx.site = Some(site.clone());
                 if cache::is_purge(session) {
-                    ctx.own_status = cache::purge(session, &ctx.request_id).await?;
+                    ctx.own_status = cache::purge(
+                        session,
+                        &ctx.config,
+                        site,
+                        ctx.host.as_deref(),
+                        &ctx.request_id,
+                    )
+                    .await?;
                     return Ok(true);
                 }
                 if let UpstreamTarget::Program(spec) = &site.upstream.target {
@@ -170,6 +182,70 @@ impl ProxyHttp for EdgeProxy {
                 Ok(true)
             }
         }
+    }
+
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        cache::request_cache_filter(session, &ctx.config, ctx.site.as_deref(), &mut ctx.cache);
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
+        cache::cache_key(session, ctx.site.as_deref(), ctx.host.as_deref())
+    }
+
+    async fn cache_hit_filter(
+        &self,
+        _session: &mut Session,
+        meta: &CacheMeta,
+        _hit_handler: &mut HitHandler,
+        is_fresh: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<ForcedFreshness>> {
+        Ok(cache::hit_filter(meta, is_fresh, &mut ctx.cache))
+    }
+
+    async fn proxy_upstream_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<bool> {
+        let go = cache::proxy_upstream_filter(session, &ctx.cache, &ctx.request_id).await?;
+        if !go {
+            ctx.own_status = 504;
+        }
+        Ok(go)
+    }
+
+    fn response_cache_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<RespCacheable> {
+        Ok(cache::response_cache_filter(
+            session,
+            resp,
+            ctx.site.as_deref(),
+            &mut ctx.cache,
+        ))
+    }
+
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        _ctx: &mut RequestCtx,
+        req: &RequestHeader,
+    ) -> Option<HashBinary> {
+        cache::vary_filter(meta, req)
+    }
+
+    fn should_serve_stale(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+        error: Option<&Error>,
+    ) -> bool {
+        cache::should_serve_stale(&ctx.cache, error)
     }
 
     async fn upstream_peer(
@@ -233,10 +309,19 @@ impl ProxyHttp for EdgeProxy {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        cache::response_filter(
+            session,
+            resp,
+            &ctx.config,
+            ctx.site.as_deref(),
+            ctx.host.as_deref(),
+            &ctx.cache,
+        )
+        .await?;
         resp.insert_header(request_id::HEADER, &ctx.request_id)?;
         Ok(())
     }

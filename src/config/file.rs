@@ -16,27 +16,28 @@ pub struct AdminFile {
 /// Global `cache:` section.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)] // shape checked now; read once its feature lands
 pub struct CacheFile {
     pub storage: Option<String>,
     pub memory: Option<CacheMemoryFile>,
     pub redis: Option<CacheRedisFile>,
     pub purge_allow: Option<Vec<String>>,
+    /// Largest response stored (default 8MiB).
+    pub max_object_size: Option<ConfSize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)] // shape checked now; read once its feature lands
 pub struct CacheMemoryFile {
     pub max_size: Option<ConfSize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)] // shape checked now; read once its feature lands
 pub struct CacheRedisFile {
     pub url: String,
     pub key_prefix: Option<String>,
+    /// Time allowed for one Redis operation (default 50ms).
+    pub timeout: Option<ConfDuration>,
 }
 
 /// Global `supervisor:` section.

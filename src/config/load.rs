@@ -9,6 +9,7 @@ use super::position::{Pos, PositionIndex};
 use super::runtime::{Config, ProgramSpec, Router, Site, Upstream, UpstreamTarget};
 use super::units::ConfDuration;
 use super::{ConfigError, ConfigErrors};
+use crate::cache::settings::{self as cache_settings, CacheSettings, SiteCache, StorageSettings};
 use crate::logs::{AccessLog, Format, SitesLog};
 use crate::metrics::SiteMetrics;
 use crate::net::Cidr;
@@ -220,6 +221,7 @@ impl Loader {
         let mut listen_given = false;
         let mut trusted: Option<Vec<String>> = None;
         let mut port_range = DEFAULT_PORTS;
+        let mut cache = CacheSettings::default();
 
         for (k, v) in root {
             let Some(key) = k.as_str().map(str::to_string) else {
@@ -275,16 +277,13 @@ impl Loader {
                     default_site = self.de(v, &p, "");
                     ok &= default_site.is_some();
                 }
-                "cache" => {
-                    if self.de::<CacheFile>(v, &p, "").is_some() {
-                        self.err_key(
-                            &p,
-                            "",
-                            "cache: the HTTP cache is not supported yet by this version of edgeward",
-                        );
-                    }
-                    ok = false;
-                }
+                "cache" => match self.de::<CacheFile>(v, &p, "") {
+                    Some(c) => match self.cache_settings(&c, &p) {
+                        Some(c) => cache = c,
+                        None => ok = false,
+                    },
+                    None => ok = false,
+                },
                 "waf" => {
                     if self.de::<WafFile>(v, &p, "").is_some() {
                         self.err_key(
@@ -488,8 +487,9 @@ impl Loader {
                     None
                 };
                 let access_log = self.access_log(&site, &sp, &scope, &name, &log_dir);
-                let (Some(addresses), Some(upstream), Some(access_log)) =
-                    (addresses, upstream, access_log)
+                let site_cache = self.site_cache(&site, &sp, &scope);
+                let (Some(addresses), Some(upstream), Some(access_log), Some(site_cache)) =
+                    (addresses, upstream, access_log, site_cache)
                 else {
                     ok = false;
                     continue;
@@ -504,6 +504,7 @@ impl Loader {
                     addresses,
                     log_dir: log_dir.clone(),
                     upstream,
+                    cache: site_cache,
                 }));
             }
         }
@@ -540,6 +541,7 @@ impl Loader {
             default_site,
             trusted_proxies,
             port_range,
+            cache,
         })
     }
 
@@ -742,20 +744,6 @@ impl Loader {
                     &child(sp, "waf"),
                     scope,
                     "waf: the web application firewall is not supported yet by this version of edgeward (only `profile: disabled` is accepted)",
-                );
-                ok = false;
-            }
-        }
-        if let Some(cache) = &site.cache {
-            let off = cache.enabled != Some(true)
-                && cache.ttl.is_none()
-                && cache.content_types.is_none()
-                && cache.store_set_cookie.is_none();
-            if !off {
-                self.err_key(
-                    &child(sp, "cache"),
-                    scope,
-                    "cache: the HTTP cache is not supported yet by this version of edgeward (only `enabled: false` is accepted)",
                 );
                 ok = false;
             }
@@ -1075,5 +1063,190 @@ fn absolute(p: &Path) -> PathBuf {
         std::env::current_dir()
             .map(|d| d.join(p))
             .unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+// ------------------------------------------------------------------ cache
+
+impl Loader {
+    /// The global `cache:` section.
+    fn cache_settings(&mut self, c: &CacheFile, p: &[String]) -> Option<CacheSettings> {
+        let mut ok = true;
+        let mut out = CacheSettings::default();
+        let storage = c.storage.as_deref().unwrap_or("memory");
+        match storage {
+            "memory" => {
+                if c.redis.is_some() {
+                    self.err_key(
+                        &child(p, "redis"),
+                        "",
+                        "cache.redis: only used with `storage: redis`",
+                    );
+                    ok = false;
+                }
+                let max_size = c
+                    .memory
+                    .as_ref()
+                    .and_then(|m| m.max_size)
+                    .map_or(cache_settings::DEFAULT_MAX_SIZE, |s| s.0);
+                if max_size == 0 {
+                    self.err_value(
+                        &child(&child(p, "memory"), "max_size"),
+                        "",
+                        "cache.memory.max_size: must be more than 0",
+                    );
+                    ok = false;
+                }
+                out.storage = StorageSettings::Memory { max_size };
+            }
+            "redis" => {
+                if c.memory.is_some() {
+                    self.err_key(
+                        &child(p, "memory"),
+                        "",
+                        "cache.memory: only used with `storage: memory`",
+                    );
+                    ok = false;
+                }
+                match &c.redis {
+                    None => {
+                        self.err_value(
+                            &child(p, "storage"),
+                            "",
+                            "cache.redis: required with `storage: redis` (give at least redis.url)",
+                        );
+                        ok = false;
+                    }
+                    Some(r) => {
+                        let rp = child(p, "redis");
+                        let url_ok = (r.url.starts_with("redis://")
+                            || r.url.starts_with("rediss://")
+                            || r.url.starts_with("redis+unix://")
+                            || r.url.starts_with("unix://"))
+                            && redis::Client::open(r.url.as_str()).is_ok();
+                        if !url_ok {
+                            self.err_value(
+                                &child(&rp, "url"),
+                                "",
+                                format!(
+                                    "cache.redis.url: {:?} is not a Redis URL (e.g. \"redis://127.0.0.1:6379/0\")",
+                                    r.url
+                                ),
+                            );
+                            ok = false;
+                        }
+                        let timeout = r
+                            .timeout
+                            .map_or(cache_settings::DEFAULT_REDIS_TIMEOUT, |d| d.0);
+                        if timeout.is_zero() {
+                            self.err_value(
+                                &child(&rp, "timeout"),
+                                "",
+                                "cache.redis.timeout: must be more than 0",
+                            );
+                            ok = false;
+                        }
+                        out.storage = StorageSettings::Redis {
+                            url: r.url.clone(),
+                            key_prefix: r
+                                .key_prefix
+                                .clone()
+                                .unwrap_or_else(|| cache_settings::DEFAULT_KEY_PREFIX.to_string()),
+                            timeout,
+                        };
+                    }
+                }
+            }
+            other => {
+                self.err_value(
+                    &child(p, "storage"),
+                    "",
+                    format!("cache.storage: {other:?} is not a storage; expected memory or redis"),
+                );
+                ok = false;
+            }
+        }
+        if let Some(m) = c.max_object_size {
+            if m.0 == 0 {
+                self.err_value(
+                    &child(p, "max_object_size"),
+                    "",
+                    "cache.max_object_size: must be more than 0",
+                );
+                ok = false;
+            }
+            out.max_object_size = m.0;
+        }
+        if let Some(list) = &c.purge_allow {
+            out.purge_allow.clear();
+            for (i, t) in list.iter().enumerate() {
+                match t.parse::<Cidr>() {
+                    Ok(c) => out.purge_allow.push(c),
+                    Err(why) => {
+                        self.err_value(
+                            &item(&child(p, "purge_allow"), i),
+                            "",
+                            format!("cache.purge_allow: {why}"),
+                        );
+                        ok = false;
+                    }
+                }
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// A site's `cache:` section (None on error).
+    fn site_cache(&mut self, site: &SiteFile, sp: &[String], scope: &str) -> Option<SiteCache> {
+        let Some(c) = &site.cache else {
+            return Some(SiteCache::default());
+        };
+        let cp = child(sp, "cache");
+        let mut ok = true;
+        if let Some(ttl) = c.ttl
+            && ttl.0.is_zero()
+        {
+            self.err_value(
+                &child(&cp, "ttl"),
+                scope,
+                "cache.ttl: must be more than 0 (leave it out to use only the origin's freshness)",
+            );
+            ok = false;
+        }
+        let content_types = match &c.content_types {
+            None => None,
+            Some(list) if list.is_empty() => {
+                self.err_value(
+                    &child(&cp, "content_types"),
+                    scope,
+                    "cache.content_types: give at least one media type (e.g. \"text/*\"), or leave the key out to store any",
+                );
+                ok = false;
+                None
+            }
+            Some(list) => {
+                let mut out = Vec::new();
+                for (i, t) in list.iter().enumerate() {
+                    let t = t.trim().to_ascii_lowercase();
+                    if cache_settings::valid_media_range(&t) {
+                        out.push(t);
+                    } else {
+                        self.err_value(
+                            &item(&child(&cp, "content_types"), i),
+                            scope,
+                            format!("cache.content_types: {t:?} is not a media type such as \"text/html\" or \"text/*\""),
+                        );
+                        ok = false;
+                    }
+                }
+                Some(out)
+            }
+        };
+        ok.then(|| SiteCache {
+            enabled: c.enabled.unwrap_or(false),
+            ttl: c.ttl.map(|d| d.0),
+            content_types,
+            store_set_cookie: c.store_set_cookie.unwrap_or(false),
+        })
     }
 }

@@ -28,6 +28,8 @@ pub struct Config {
     pub trusted_proxies: Vec<Cidr>,
     /// Ports the supervisor hands to programs.
     pub port_range: std::ops::RangeInclusive<u16>,
+    /// Global `cache:` settings.
+    pub cache: crate::cache::CacheSettings,
 }
 
 impl Config {
@@ -53,6 +55,8 @@ pub struct Site {
     /// None when `access_log.enabled: false`.
     pub access_log: Option<AccessLog>,
     pub sites_log: SitesLog,
+    /// The site's `cache:` section.
+    pub cache: crate::cache::SiteCache,
 }
 
 /// Where a site's requests go.

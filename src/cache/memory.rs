@@ -1,0 +1,402 @@
+//! Bounded in-process storage: whole entries (meta + body) in a map, the
+//! least recently used evicted once `max_size` bytes are exceeded, and a
+//! per-site index of URLs for PURGE. An entry becomes visible only when its
+//! body is complete, so a half-written response is never served.
+
+use super::{Store, UrlMatch, split_primary};
+use crate::metrics;
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::cache::key::{CacheHashKey, HashBinary};
+use pingora::cache::storage::{
+    HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget,
+    PurgeType,
+};
+use pingora::cache::trace::SpanHandle;
+use pingora::cache::{CacheKey, CacheMeta, Storage};
+use pingora::prelude::*;
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+/// Bookkeeping bytes counted per entry on top of its meta and body.
+const ENTRY_OVERHEAD: usize = 256;
+
+struct Entry {
+    meta: (Vec<u8>, Vec<u8>),
+    body: Bytes,
+    site: Arc<str>,
+    url: Arc<str>,
+    size: usize,
+    tick: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: HashMap<HashBinary, Entry>,
+    /// tick → key, oldest first.
+    lru: BTreeMap<u64, HashBinary>,
+    tick: u64,
+    size: usize,
+    /// site → url → keys (all Vary variants of the URL).
+    index: HashMap<Arc<str>, BTreeMap<Arc<str>, HashSet<HashBinary>>>,
+}
+
+impl Inner {
+    fn remove(&mut self, key: &HashBinary) -> bool {
+        let Some(e) = self.entries.remove(key) else {
+            return false;
+        };
+        self.lru.remove(&e.tick);
+        self.size -= e.size;
+        if let Some(urls) = self.index.get_mut(&e.site) {
+            if let Some(keys) = urls.get_mut(&e.url) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    urls.remove(&e.url);
+                }
+            }
+            if urls.is_empty() {
+                self.index.remove(&e.site);
+            }
+        }
+        true
+    }
+
+    fn touch(&mut self, key: &HashBinary) {
+        self.tick += 1;
+        let tick = self.tick;
+        if let Some(e) = self.entries.get_mut(key) {
+            self.lru.remove(&e.tick);
+            e.tick = tick;
+            self.lru.insert(tick, *key);
+        }
+    }
+}
+
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+    max_size: usize,
+    max_object_size: usize,
+}
+
+impl MemoryStore {
+    pub fn new(max_size: u64, max_object_size: u64) -> MemoryStore {
+        MemoryStore {
+            inner: Mutex::new(Inner::default()),
+            max_size: usize::try_from(max_size).unwrap_or(usize::MAX),
+            max_object_size: usize::try_from(max_object_size).unwrap_or(usize::MAX),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Bytes held now (entries plus bookkeeping).
+    pub fn size(&self) -> usize {
+        self.lock().size
+    }
+
+    fn insert(&self, key: HashBinary, mut entry: Entry) {
+        let mut inner = self.lock();
+        inner.remove(&key);
+        if entry.size > self.max_size {
+            return;
+        }
+        inner.tick += 1;
+        entry.tick = inner.tick;
+        inner.lru.insert(entry.tick, key);
+        inner.size += entry.size;
+        inner
+            .index
+            .entry(entry.site.clone())
+            .or_default()
+            .entry(entry.url.clone())
+            .or_default()
+            .insert(key);
+        inner.entries.insert(key, entry);
+        while inner.size > self.max_size {
+            let Some((_, oldest)) = inner.lru.pop_first() else {
+                break;
+            };
+            inner.remove(&oldest);
+            metrics::CACHE_EVICTIONS.inc();
+        }
+    }
+}
+
+fn storage_key(key: &CacheKey) -> HashBinary {
+    key.combined_bin()
+}
+
+#[async_trait]
+impl Storage for MemoryStore {
+    async fn lookup(
+        &'static self,
+        key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<Option<(CacheMeta, HitHandler)>> {
+        let k = storage_key(key);
+        let (meta, body) = {
+            let mut inner = self.lock();
+            let Some(e) = inner.entries.get(&k) else {
+                return Ok(None);
+            };
+            let found = (e.meta.clone(), e.body.clone());
+            inner.touch(&k);
+            found
+        };
+        let meta = match CacheMeta::deserialize(&meta.0, &meta.1) {
+            Ok(m) => m,
+            Err(_) => {
+                self.lock().remove(&k);
+                return Ok(None);
+            }
+        };
+        Ok(Some((meta, Box::new(BodyHit::new(vec![body])))))
+    }
+
+    async fn get_miss_handler(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> Result<MissHandler> {
+        let (site, url) = split_primary(key.primary_key()).unwrap_or(("", ""));
+        Ok(Box::new(MemoryMiss {
+            store: self,
+            key: storage_key(key),
+            meta: meta.serialize().ok(),
+            site: site.into(),
+            url: url.into(),
+            body: Vec::new(),
+            len: 0,
+        }))
+    }
+
+    async fn purge(
+        &'static self,
+        target: PurgeTarget<'_>,
+        _purge_type: PurgeType,
+        _trace: &SpanHandle,
+    ) -> Result<PurgeOutcome> {
+        let k = target.key().combined_bin();
+        Ok(if self.lock().remove(&k) {
+            PurgeOutcome::Purged(None)
+        } else {
+            PurgeOutcome::NotFound
+        })
+    }
+
+    async fn update_meta(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> Result<bool> {
+        let Ok(m) = meta.serialize() else {
+            return Ok(false);
+        };
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let k = storage_key(key);
+        match inner.entries.get_mut(&k) {
+            Some(e) => {
+                let old = e.meta.0.len() + e.meta.1.len();
+                let new = m.0.len() + m.1.len();
+                e.meta = m;
+                e.size = e.size - old + new;
+                inner.size = inner.size - old + new;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync + 'static) {
+        self
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn purge_urls(
+        &'static self,
+        site: &str,
+        m: &UrlMatch,
+    ) -> std::result::Result<usize, String> {
+        let mut inner = self.lock();
+        let Some(urls) = inner.index.get(site) else {
+            return Ok(0);
+        };
+        let prefix = m.literal_prefix();
+        let keys: Vec<HashBinary> = urls
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(u, _)| u.starts_with(prefix))
+            .filter(|(u, _)| m.matches(u))
+            .flat_map(|(_, keys)| keys.iter().copied())
+            .collect();
+        let mut n = 0;
+        for k in keys {
+            if inner.remove(&k) {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+struct MemoryMiss {
+    store: &'static MemoryStore,
+    key: HashBinary,
+    /// None when the meta could not be serialized: nothing is stored.
+    meta: Option<(Vec<u8>, Vec<u8>)>,
+    site: Arc<str>,
+    url: Arc<str>,
+    body: Vec<Bytes>,
+    len: usize,
+}
+
+#[async_trait]
+impl HandleMiss for MemoryMiss {
+    async fn write_body(&mut self, data: Bytes, _eof: bool) -> Result<()> {
+        if self.meta.is_none() {
+            return Ok(());
+        }
+        self.len += data.len();
+        if self.len > self.store.max_object_size {
+            // Too large: this response streams through uncached.
+            self.meta = None;
+            self.body.clear();
+            return Ok(());
+        }
+        if !data.is_empty() {
+            self.body.push(data);
+        }
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>) -> Result<MissFinishType> {
+        let Some(meta) = self.meta else {
+            return Ok(MissFinishType::Created(0));
+        };
+        let body = if self.body.len() == 1 {
+            self.body.into_iter().next().unwrap_or_default()
+        } else {
+            let mut b = Vec::with_capacity(self.len);
+            for c in &self.body {
+                b.extend_from_slice(c);
+            }
+            Bytes::from(b)
+        };
+        let size = meta.0.len() + meta.1.len() + body.len() + self.url.len() + ENTRY_OVERHEAD;
+        self.store.insert(
+            self.key,
+            Entry {
+                meta,
+                body,
+                site: self.site,
+                url: self.url,
+                size,
+                tick: 0,
+            },
+        );
+        metrics::CACHE_STORED.with_label_values(&["memory"]).inc();
+        Ok(MissFinishType::Created(size))
+    }
+}
+
+/// Serves a stored body, whole or a byte range of it.
+pub struct BodyHit {
+    chunks: Vec<Bytes>,
+    total: usize,
+    /// Next chunk to send.
+    pos: usize,
+    range: Option<(usize, usize)>,
+    done: bool,
+}
+
+impl BodyHit {
+    pub fn new(chunks: Vec<Bytes>) -> BodyHit {
+        let total = chunks.iter().map(|c| c.len()).sum();
+        BodyHit {
+            chunks,
+            total,
+            pos: 0,
+            range: None,
+            done: false,
+        }
+    }
+}
+
+#[async_trait]
+impl HandleHit for BodyHit {
+    async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        if self.done {
+            return Ok(None);
+        }
+        if let Some((start, end)) = self.range {
+            self.done = true;
+            let mut out = Vec::with_capacity(end - start);
+            let mut off = 0;
+            for c in &self.chunks {
+                let (cs, ce) = (off, off + c.len());
+                off = ce;
+                if ce <= start || cs >= end {
+                    continue;
+                }
+                out.extend_from_slice(&c[start.max(cs) - cs..end.min(ce) - cs]);
+            }
+            return Ok(Some(Bytes::from(out)));
+        }
+        match self.chunks.get(self.pos) {
+            Some(c) => {
+                self.pos += 1;
+                Ok(Some(c.clone()))
+            }
+            None => {
+                self.done = true;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn finish(
+        self: Box<Self>,
+        _storage: &'static (dyn Storage + Sync),
+        _key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    fn can_seek(&self) -> bool {
+        true
+    }
+
+    fn seek(&mut self, start: usize, end: Option<usize>) -> Result<()> {
+        let end = end.unwrap_or(self.total).min(self.total);
+        if start > end {
+            return Error::e_explain(ErrorType::InternalError, "seek range out of bounds");
+        }
+        self.range = Some((start, end));
+        self.done = false;
+        Ok(())
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut (dyn Any + Send + Sync) {
+        self
+    }
+}

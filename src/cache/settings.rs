@@ -1,0 +1,145 @@
+//! The cache's validated settings, built by `config::load` and kept in the
+//! runtime `Config` (global) and `Site` (per site).
+
+use crate::net::Cidr;
+use std::time::Duration;
+
+pub const DEFAULT_MAX_SIZE: u64 = 256 * 1024 * 1024;
+pub const DEFAULT_MAX_OBJECT_SIZE: u64 = 8 * 1024 * 1024;
+pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(50);
+pub const DEFAULT_KEY_PREFIX: &str = "edgeward:";
+
+/// Global `cache:` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheSettings {
+    pub storage: StorageSettings,
+    /// Largest response stored; larger ones stream through uncached.
+    pub max_object_size: u64,
+    /// Who may send PURGE (socket address).
+    pub purge_allow: Vec<Cidr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageSettings {
+    Memory {
+        max_size: u64,
+    },
+    Redis {
+        url: String,
+        key_prefix: String,
+        /// Time allowed for one Redis operation before the request goes on
+        /// as a miss.
+        timeout: Duration,
+    },
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            storage: StorageSettings::Memory {
+                max_size: DEFAULT_MAX_SIZE,
+            },
+            max_object_size: DEFAULT_MAX_OBJECT_SIZE,
+            purge_allow: default_purge_allow(),
+        }
+    }
+}
+
+pub fn default_purge_allow() -> Vec<Cidr> {
+    ["127.0.0.0/8", "::1/128"]
+        .iter()
+        .filter_map(|c| c.parse().ok())
+        .collect()
+}
+
+impl CacheSettings {
+    pub fn purge_allowed(&self, ip: Option<std::net::IpAddr>) -> bool {
+        let Some(ip) = ip else { return false };
+        // An IPv4 client on a dual-stack socket shows up as ::ffff:a.b.c.d.
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        self.purge_allow.iter().any(|c| c.contains(ip))
+    }
+}
+
+/// A site's `cache:` section.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SiteCache {
+    pub enabled: bool,
+    /// Freshness for cacheable responses that carry none of their own.
+    pub ttl: Option<Duration>,
+    /// Media types that may be stored (lower case; `text/*` allowed); None:
+    /// any.
+    pub content_types: Option<Vec<String>>,
+    pub store_set_cookie: bool,
+}
+
+impl SiteCache {
+    /// Whether a response with this Content-Type may be stored.
+    pub fn content_type_allowed(&self, content_type: &str) -> bool {
+        let Some(list) = &self.content_types else {
+            return true;
+        };
+        let media = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        list.iter().any(|allowed| match allowed.strip_suffix("/*") {
+            Some(top) => media
+                .split_once('/')
+                .is_some_and(|(t, sub)| t == top && !sub.is_empty()),
+            None => *allowed == media,
+        })
+    }
+}
+
+/// Validate one `content_types` entry: `type/subtype` or `type/*`.
+pub fn valid_media_range(s: &str) -> bool {
+    let token = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
+    };
+    match s.split_once('/') {
+        Some((t, "*")) => token(t),
+        Some((t, sub)) => token(t) && token(sub),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_type_allow_list() {
+        let s = SiteCache {
+            content_types: Some(vec!["text/*".into(), "application/json".into()]),
+            ..Default::default()
+        };
+        assert!(s.content_type_allowed("text/html; charset=utf-8"));
+        assert!(s.content_type_allowed("Application/JSON"));
+        assert!(!s.content_type_allowed("image/png"));
+        assert!(!s.content_type_allowed("text"));
+        assert!(SiteCache::default().content_type_allowed("image/png"));
+        assert!(valid_media_range("text/*"));
+        assert!(!valid_media_range("*/*x"));
+        assert!(!valid_media_range("text"));
+    }
+
+    #[test]
+    fn purge_allow_default_is_loopback() {
+        let s = CacheSettings::default();
+        for ok in ["127.0.0.1", "127.9.9.9", "::1", "::ffff:127.0.0.1"] {
+            assert!(s.purge_allowed(ok.parse().ok()), "{ok}");
+        }
+        for no in ["10.0.0.1", "203.0.113.7", "2001:db8::1", "::ffff:10.0.0.1"] {
+            assert!(!s.purge_allowed(no.parse().ok()), "{no}");
+        }
+        assert!(!s.purge_allowed(None));
+    }
+}
