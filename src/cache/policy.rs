@@ -149,11 +149,12 @@ pub fn hit_decision(
     if req.no_cache {
         return Some(ForcedFreshness::ForceExpired);
     }
-    let age = now
-        .duration_since(meta.epoch())
-        .unwrap_or_default()
-        .as_secs();
-    if req.max_age.is_some_and(|max| age > max) {
+    let age = now.duration_since(meta.epoch()).unwrap_or_default();
+    // Precise age: `max-age=0` accepts nothing already stored.
+    if req
+        .max_age
+        .is_some_and(|max| age > Duration::from_secs(max))
+    {
         return Some(ForcedFreshness::ForceExpired);
     }
     if let Some(min_fresh) = req.min_fresh {

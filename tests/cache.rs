@@ -1,0 +1,1064 @@
+//! The HTTP cache through the real binary: a scriptable origin, real Redis
+//! (`redis-server` spawned on an ephemeral port), both storages through the
+//! same cases (`both!`).
+
+mod common;
+use bytes::Bytes;
+use common::*;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+
+// ------------------------------------------------------------------ origin
+
+/// What the origin answers for one path (+ query).
+#[derive(Clone)]
+struct Spec {
+    status: u16,
+    /// Sent as they are; `content-type: text/plain` is added unless given
+    /// (an empty value means: no Content-Type at all).
+    headers: Vec<(String, String)>,
+    body_size: Option<usize>,
+    delay: Duration,
+}
+
+#[derive(Default)]
+struct OriginState {
+    specs: HashMap<String, Spec>,
+    hits: HashMap<String, usize>,
+    /// Request headers of the last request per path.
+    last: HashMap<String, http::HeaderMap>,
+    methods: Vec<String>,
+}
+
+struct Origin {
+    addr: SocketAddr,
+    state: Arc<Mutex<OriginState>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Origin {
+    async fn start() -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(OriginState::default()));
+        let st = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let st = st.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let st = st.clone();
+                        async move { Ok::<_, Infallible>(answer(&st, req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Origin { addr, state, task }
+    }
+
+    fn set(&self, path: &str, status: u16, headers: &[(&str, &str)]) {
+        self.set_spec(
+            path,
+            Spec {
+                status,
+                headers: headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                body_size: None,
+                delay: Duration::ZERO,
+            },
+        );
+    }
+
+    fn set_spec(&self, path: &str, spec: Spec) {
+        self.state
+            .lock()
+            .unwrap()
+            .specs
+            .insert(path.to_string(), spec);
+    }
+
+    fn hits(&self, path: &str) -> usize {
+        *self.state.lock().unwrap().hits.get(path).unwrap_or(&0)
+    }
+
+    fn last_headers(&self, path: &str) -> http::HeaderMap {
+        self.state
+            .lock()
+            .unwrap()
+            .last
+            .get(path)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn address(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+async fn answer(st: &Mutex<OriginState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map_or("/".to_string(), |p| p.to_string());
+    let (spec, n) = {
+        let mut s = st.lock().unwrap();
+        s.methods.push(req.method().to_string());
+        let n = {
+            let h = s.hits.entry(pq.clone()).or_default();
+            *h += 1;
+            *h
+        };
+        s.last.insert(pq.clone(), req.headers().clone());
+        let spec = s.specs.get(&pq).cloned().unwrap_or(Spec {
+            status: 200,
+            headers: vec![("cache-control".into(), "max-age=60".into())],
+            body_size: None,
+            delay: Duration::ZERO,
+        });
+        (spec, n)
+    };
+    if !spec.delay.is_zero() {
+        tokio::time::sleep(spec.delay).await;
+    }
+    let mut b = Response::builder();
+    let mut status = spec.status;
+    // Conditional GET against the spec's ETag.
+    let etag = spec
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("etag"))
+        .map(|(_, v)| v.clone());
+    let inm = req
+        .headers()
+        .get("if-none-match")
+        .and_then(|v| v.to_str().ok());
+    let not_modified = etag.is_some() && inm == etag.as_deref();
+    if not_modified {
+        status = 304;
+    }
+    let mut has_ct = false;
+    for (k, v) in &spec.headers {
+        if k.eq_ignore_ascii_case("content-type") {
+            has_ct = true;
+            if v.is_empty() {
+                continue;
+            }
+        }
+        b = b.header(k.as_str(), v.as_str());
+    }
+    if !has_ct && !not_modified {
+        b = b.header("content-type", "text/plain");
+    }
+    let body = if not_modified {
+        String::new()
+    } else {
+        match spec.body_size {
+            Some(size) => "x".repeat(size),
+            None => format!("{pq} #{n}"),
+        }
+    };
+    b.status(status).body(Full::new(Bytes::from(body))).unwrap()
+}
+
+// ------------------------------------------------------------------- redis
+
+struct RedisServer {
+    port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    async fn start() -> RedisServer {
+        let mut dir = tempfile::tempdir().unwrap();
+        for _ in 0..5 {
+            let port = free_port();
+            let mut r = RedisServer {
+                port,
+                child: None,
+                dir,
+            };
+            if r.spawn().await {
+                return r;
+            }
+            dir = r.take_dir();
+        }
+        panic!("redis-server did not start");
+    }
+
+    fn take_dir(mut self) -> tempfile::TempDir {
+        self.kill();
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+
+    /// Start redis-server on `self.port`; false if it could not listen.
+    async fn spawn(&mut self) -> bool {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+            ])
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/deps.sh test)");
+        self.child = Some(child);
+        let start = std::time::Instant::now();
+        while start.elapsed() < DEADLINE {
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
+                self.child = None;
+                return false;
+            }
+            if self.ping().await {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    async fn ping(&self) -> bool {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)).await else {
+            return false;
+        };
+        if s.write_all(b"PING\r\n").await.is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 16];
+        matches!(s.read(&mut buf).await, Ok(n) if buf[..n].starts_with(b"+PONG"))
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+// ------------------------------------------------------------------- world
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Storage {
+    Memory,
+    Redis,
+}
+
+const TEMPLATE: &str = r#"
+listen: ["{listen}"]
+threads: 2
+admin: { listen: "{admin}" }
+cache:
+CACHE
+accounts:
+  alice:
+    log_dir: "{dir}/alice"
+    sites:
+      blog:
+        addresses: ["blog.test"]
+        upstream: { address: "ORIGIN" }
+        cache: { enabled: true }
+      shop:
+        addresses: ["shop.test"]
+        upstream: { address: "ORIGIN" }
+        cache: { enabled: true, ttl: 1s }
+      images:
+        addresses: ["img.test"]
+        upstream: { address: "ORIGIN" }
+        cache: { enabled: true, content_types: ["text/*"], store_set_cookie: true }
+      plain:
+        addresses: ["plain.test"]
+        upstream: { address: "ORIGIN" }
+"#;
+
+struct World {
+    origin: Origin,
+    ew: Edgeward,
+    redis: Option<RedisServer>,
+}
+
+async fn world_with(storage: Storage, extra_cache: &str) -> World {
+    let origin = Origin::start().await;
+    let redis = match storage {
+        Storage::Memory => None,
+        Storage::Redis => Some(RedisServer::start().await),
+    };
+    let mut cache = match &redis {
+        None => "  storage: memory\n".to_string(),
+        Some(r) => format!(
+            "  storage: redis\n  redis: {{ url: \"{}\", key_prefix: \"t:\", timeout: 200ms }}\n",
+            r.url()
+        ),
+    };
+    cache.push_str(extra_cache);
+    let cfg = TEMPLATE
+        .replace("CACHE\n", &cache)
+        .replace("ORIGIN", &origin.address());
+    let ew = Edgeward::start(&cfg).await;
+    World { origin, ew, redis }
+}
+
+async fn world(storage: Storage) -> World {
+    world_with(storage, "").await
+}
+
+impl World {
+    async fn get(&self, host: &str, path: &str) -> Reply {
+        self.req("GET", host, path, &[]).await
+    }
+
+    async fn req(&self, method: &str, host: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+        request(self.ew.port, method, Some(host), path, headers)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {host}{path}: {e}"))
+    }
+}
+
+fn cache_status(r: &Reply) -> &str {
+    r.header("cache-status").unwrap_or("")
+}
+
+fn is_hit(r: &Reply) -> bool {
+    cache_status(r).starts_with("edgeward; hit")
+}
+
+/// Run a case once per storage.
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread")]
+                async fn memory() {
+                    super::$name(super::Storage::Memory).await
+                }
+                #[tokio::test(flavor = "multi_thread")]
+                async fn redis() {
+                    super::$name(super::Storage::Redis).await
+                }
+            }
+        )*
+    };
+}
+
+both!(
+    miss_then_hit_with_age,
+    expiry_and_site_ttl,
+    revalidation_304_updates_meta,
+    vary_variants,
+    request_directives,
+    stale_while_revalidate,
+    invalidation_after_post,
+    purge_modes,
+    tenant_isolation,
+    not_stored_list,
+    cache_lock_prevents_stampede,
+    large_objects_stream_uncached,
+);
+
+// ------------------------------------------------------------------- cases
+
+async fn miss_then_hit_with_age(storage: Storage) {
+    let w = world(storage).await;
+    w.origin.set("/a", 200, &[("cache-control", "max-age=60")]);
+    let r1 = w.get("blog.test", "/a").await;
+    assert_eq!(r1.status, 200);
+    assert_eq!(r1.body, "/a #1");
+    assert_eq!(cache_status(&r1), "edgeward; fwd=miss; stored");
+    let r2 = w.get("blog.test", "/a").await;
+    assert_eq!(r2.body, "/a #1", "served from the cache");
+    assert_eq!(cache_status(&r2), "edgeward; hit");
+    assert!(r2.header("age").is_some_and(|a| a.parse::<u64>().is_ok()));
+    assert!(r2.header("x-request-id").is_some());
+    assert_eq!(w.origin.hits("/a"), 1);
+    // HEAD is answered from the stored GET.
+    let h = w.req("HEAD", "blog.test", "/a", &[]).await;
+    assert_eq!(h.status, 200);
+    assert!(is_hit(&h), "{:?}", h.headers);
+    // The upstream's Age counts: max-age=60 with Age: 100 is already stale.
+    w.origin.set(
+        "/aged",
+        200,
+        &[("cache-control", "max-age=60"), ("age", "100")],
+    );
+    w.get("blog.test", "/aged").await;
+    let r = w.get("blog.test", "/aged").await;
+    assert_eq!(r.body, "/aged #2", "stale on arrival: {:?}", r.headers);
+    // Sites without the cache get no Cache-Status and always the origin.
+    let p1 = w.get("plain.test", "/a").await;
+    let p2 = w.get("plain.test", "/a").await;
+    assert!(p1.header("cache-status").is_none());
+    assert_ne!(p1.body, p2.body);
+    let m = w.ew.metrics().await;
+    assert!(
+        m.contains("edgeward_cache_requests_total{result=\"hit\",site=\"alice/blog\"}"),
+        "{m}"
+    );
+}
+
+async fn expiry_and_site_ttl(storage: Storage) {
+    let w = world(storage).await;
+    w.origin.set("/e", 200, &[("cache-control", "max-age=1")]);
+    assert_eq!(w.get("blog.test", "/e").await.body, "/e #1");
+    assert_eq!(w.get("blog.test", "/e").await.body, "/e #1");
+    let r = eventually(DEADLINE, "entry expires", || async {
+        let r = w.get("blog.test", "/e").await;
+        (r.body != "/e #1").then_some(r)
+    })
+    .await;
+    assert_eq!(r.body, "/e #2");
+    assert!(
+        cache_status(&r).contains("fwd=stale"),
+        "{}",
+        cache_status(&r)
+    );
+    // shop.test has ttl: 1s for responses without freshness of their own.
+    w.origin.set("/t", 200, &[]);
+    assert_eq!(w.get("shop.test", "/t").await.body, "/t #1");
+    assert_eq!(w.get("shop.test", "/t").await.body, "/t #1");
+    eventually(DEADLINE, "ttl expires", || async {
+        (w.get("shop.test", "/t").await.body == "/t #2").then_some(())
+    })
+    .await;
+    // ... but the origin's own freshness wins over the site's ttl.
+    w.origin
+        .set("/t2", 200, &[("cache-control", "max-age=3600")]);
+    w.get("shop.test", "/t2").await;
+    tokio::time::sleep(Duration::from_millis(1200)).await; // past the site's ttl
+    assert_eq!(w.get("shop.test", "/t2").await.body, "/t2 #1");
+    // blog.test has no ttl: no freshness and no validator = not stored.
+    w.origin.set("/none", 200, &[]);
+    w.get("blog.test", "/none").await;
+    assert_eq!(w.get("blog.test", "/none").await.body, "/none #2");
+}
+
+async fn revalidation_304_updates_meta(storage: Storage) {
+    let w = world(storage).await;
+    w.origin.set(
+        "/r",
+        200,
+        &[("cache-control", "max-age=1"), ("etag", "\"v1\"")],
+    );
+    assert_eq!(w.get("blog.test", "/r").await.body, "/r #1");
+    // From now on the origin says: fresh for an hour.
+    w.origin.set(
+        "/r",
+        200,
+        &[("cache-control", "max-age=3600"), ("etag", "\"v1\"")],
+    );
+    let r = eventually(DEADLINE, "revalidation", || async {
+        let r = w.get("blog.test", "/r").await;
+        cache_status(&r).contains("fwd-status=304").then_some(r)
+    })
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, "/r #1", "the stored body, validated");
+    assert_eq!(
+        w.origin.last_headers("/r").get("if-none-match").unwrap(),
+        "\"v1\""
+    );
+    assert_eq!(w.origin.hits("/r"), 2);
+    // The 304's max-age=3600 was stored: fresh hits, the origin rests.
+    tokio::time::sleep(Duration::from_millis(1100)).await; // past the old max-age
+    let r = w.get("blog.test", "/r").await;
+    assert_eq!(cache_status(&r), "edgeward; hit");
+    assert!(r.header("cache-control").unwrap().contains("3600"));
+    assert_eq!(w.origin.hits("/r"), 2);
+}
+
+async fn vary_variants(storage: Storage) {
+    let w = world(storage).await;
+    w.origin.set(
+        "/v",
+        200,
+        &[("cache-control", "max-age=60"), ("vary", "Accept-Language")],
+    );
+    let en = [("accept-language", "en")];
+    let fr = [("accept-language", "fr")];
+    assert_eq!(w.req("GET", "blog.test", "/v", &en).await.body, "/v #1");
+    assert_eq!(w.req("GET", "blog.test", "/v", &fr).await.body, "/v #2");
+    let r = w.req("GET", "blog.test", "/v", &en).await;
+    assert_eq!((r.body.as_str(), is_hit(&r)), ("/v #1", true));
+    let r = w.req("GET", "blog.test", "/v", &fr).await;
+    assert_eq!((r.body.as_str(), is_hit(&r)), ("/v #2", true));
+    assert_eq!(w.req("GET", "blog.test", "/v", &[]).await.body, "/v #3");
+    // PURGE of the URL removes every variant.
+    let p = w.req("PURGE", "blog.test", "/v", &[]).await;
+    assert_eq!((p.status, p.body.as_str()), (200, "3 entries purged\n"));
+    assert_eq!(w.req("GET", "blog.test", "/v", &en).await.body, "/v #4");
+}
+
+async fn request_directives(storage: Storage) {
+    let w = world(storage).await;
+    w.origin.set("/d", 200, &[("cache-control", "max-age=60")]);
+    assert_eq!(w.get("blog.test", "/d").await.body, "/d #1");
+    let nc = w
+        .req("GET", "blog.test", "/d", &[("cache-control", "no-cache")])
+        .await;
+    assert_eq!(nc.body, "/d #2");
+    assert!(
+        cache_status(&nc).contains("fwd=request"),
+        "{}",
+        cache_status(&nc)
+    );
+    assert_eq!(w.get("blog.test", "/d").await.body, "/d #2", "stored again");
+    let p = w
+        .req("GET", "blog.test", "/d", &[("pragma", "no-cache")])
+        .await;
+    assert_eq!(p.body, "/d #3");
+    let ma = w
+        .req("GET", "blog.test", "/d", &[("cache-control", "max-age=0")])
+        .await;
+    assert_eq!(ma.body, "/d #4");
+    let ma = w
+        .req("GET", "blog.test", "/d", &[("cache-control", "max-age=30")])
+        .await;
+    assert_eq!(ma.body, "/d #4", "young enough");
+    let mf = w
+        .req(
+            "GET",
+            "blog.test",
+            "/d",
+            &[("cache-control", "min-fresh=3600")],
+        )
+        .await;
+    assert_eq!(mf.body, "/d #5");
+    let oic = w
+        .req(
+            "GET",
+            "blog.test",
+            "/d",
+            &[("cache-control", "only-if-cached")],
+        )
+        .await;
+    assert_eq!((oic.status, oic.body.as_str()), (200, "/d #5"));
+    let hits = w.origin.hits("/nothing");
+    let oic = w
+        .req(
+            "GET",
+            "blog.test",
+            "/nothing",
+            &[("cache-control", "only-if-cached")],
+        )
+        .await;
+    assert_eq!(oic.status, 504);
+    assert_eq!(w.origin.hits("/nothing"), hits, "never reached the origin");
+    // max-stale accepts a stale entry.
+    w.origin.set("/s", 200, &[("cache-control", "max-age=1")]);
+    w.get("blog.test", "/s").await;
+    tokio::time::sleep(Duration::from_millis(2100)).await; // let it go stale
+    let r = w
+        .req(
+            "GET",
+            "blog.test",
+            "/s",
+            &[("cache-control", "max-stale=600")],
+        )
+        .await;
+    assert_eq!(r.body, "/s #1");
+    // request no-store: answered, not stored
+    w.req("GET", "blog.test", "/ns", &[("cache-control", "no-store")])
+        .await;
+    assert_eq!(w.get("blog.test", "/ns").await.body, "/ns #2");
+}
+
+async fn stale_while_revalidate(storage: Storage) {
+    let w = world(storage).await;
+    w.origin.set(
+        "/swr",
+        200,
+        &[("cache-control", "max-age=1, stale-while-revalidate=60")],
+    );
+    assert_eq!(w.get("blog.test", "/swr").await.body, "/swr #1");
+    let stale = eventually(DEADLINE, "served stale while revalidating", || async {
+        let r = w.get("blog.test", "/swr").await;
+        cache_status(&r)
+            .contains("stale-while-revalidate")
+            .then_some(r)
+    })
+    .await;
+    assert_eq!(stale.body, "/swr #1", "the stale body, at once");
+    // The background refresh stores the new response.
+    eventually(DEADLINE, "background refresh", || async {
+        let r = w.get("blog.test", "/swr").await;
+        (r.body == "/swr #2" && is_hit(&r)).then_some(())
+    })
+    .await;
+    // stale-if-error: the origin fails, the stale entry is served.
+    w.origin.set(
+        "/sie",
+        200,
+        &[("cache-control", "max-age=1, stale-if-error=60")],
+    );
+    w.get("blog.test", "/sie").await;
+    w.origin.set("/sie", 500, &[("cache-control", "no-store")]);
+    tokio::time::sleep(Duration::from_millis(2100)).await; // stale
+    let r = w.get("blog.test", "/sie").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "/sie #1"));
+}
+
+async fn invalidation_after_post(storage: Storage) {
+    let w = world(storage).await;
+    w.origin.set("/p", 200, &[("cache-control", "max-age=60")]);
+    w.origin
+        .set("/other", 200, &[("cache-control", "max-age=60")]);
+    w.origin
+        .set("/elsewhere", 200, &[("cache-control", "max-age=60")]);
+    assert_eq!(w.get("blog.test", "/p").await.body, "/p #1");
+    assert_eq!(w.get("blog.test", "/other").await.body, "/other #1");
+    assert_eq!(w.get("blog.test", "/elsewhere").await.body, "/elsewhere #1");
+    let post = w.req("POST", "blog.test", "/p", &[]).await;
+    assert_eq!(post.status, 200);
+    assert_eq!(w.get("blog.test", "/p").await.body, "/p #3");
+    // Location on the same host is invalidated too; another host's is not.
+    w.origin.set(
+        "/form",
+        201,
+        &[
+            ("location", "/other"),
+            ("content-location", "http://evil.test/elsewhere"),
+        ],
+    );
+    w.req("POST", "blog.test", "/form", &[]).await;
+    assert_eq!(w.get("blog.test", "/other").await.body, "/other #2");
+    assert_eq!(w.get("blog.test", "/elsewhere").await.body, "/elsewhere #1");
+    // A failed unsafe request invalidates nothing.
+    w.origin.set("/fail", 500, &[]);
+    w.get("blog.test", "/elsewhere").await;
+    w.origin.set("/elsewhere", 500, &[]);
+    w.req("DELETE", "blog.test", "/elsewhere", &[]).await;
+    assert_eq!(w.get("blog.test", "/elsewhere").await.body, "/elsewhere #1");
+}
+
+async fn purge_modes(storage: Storage) {
+    let w = world(storage).await;
+    for p in ["/p/a", "/p/b", "/p/c.css", "/q", "/q?x=1"] {
+        w.get("blog.test", p).await;
+        assert!(is_hit(&w.get("blog.test", p).await), "{p} cached");
+    }
+    let before: usize = ["/p/a", "/p/b", "/q"]
+        .iter()
+        .map(|p| w.origin.hits(p))
+        .sum();
+    let r = w.req("PURGE", "blog.test", "/p/a", &[]).await;
+    assert_eq!((r.status, r.body.as_str()), (200, "1 entry purged\n"));
+    let r = w.req("PURGE", "blog.test", "/p/a", &[]).await;
+    assert_eq!(r.status, 404, "nothing left to purge");
+    let wild = [("x-cache-purge-match", "wildcard")];
+    let r = w.req("PURGE", "blog.test", "/p/*.css", &wild).await;
+    assert_eq!((r.status, r.body.as_str()), (200, "1 entry purged\n"));
+    let sw = [("x-cache-purge-match", "startswith")];
+    let r = w.req("PURGE", "blog.test", "/q", &sw).await;
+    assert_eq!((r.status, r.body.as_str()), (200, "2 entries purged\n"));
+    assert!(is_hit(&w.get("blog.test", "/p/b").await), "/p/b untouched");
+    let r = w
+        .req("PURGE", "blog.test", "http://blog.test/*", &wild)
+        .await;
+    assert_eq!((r.status, r.body.as_str()), (200, "1 entry purged\n"));
+    assert!(!is_hit(&w.get("blog.test", "/p/b").await));
+    let after: usize = ["/p/a", "/p/b", "/q"]
+        .iter()
+        .map(|p| w.origin.hits(p))
+        .sum();
+    assert_eq!(after, before + 1, "PURGE never reaches the origin");
+    assert!(!w.state_methods().contains(&"PURGE".to_string()));
+
+    // Outside purge_allow: 403, entry kept.
+    let cache_cfg = match storage {
+        Storage::Memory => String::new(),
+        Storage::Redis => String::new(),
+    };
+    let w2 = world_with(
+        storage,
+        &format!("{cache_cfg}  purge_allow: [\"10.0.0.0/8\"]\n"),
+    )
+    .await;
+    w2.get("blog.test", "/x").await;
+    let r = w2.req("PURGE", "blog.test", "/x", &[]).await;
+    assert_eq!(r.status, 403);
+    assert!(is_hit(&w2.get("blog.test", "/x").await));
+}
+
+impl World {
+    fn state_methods(&self) -> Vec<String> {
+        self.origin.state.lock().unwrap().methods.clone()
+    }
+}
+
+async fn tenant_isolation(storage: Storage) {
+    let w = world(storage).await;
+    w.origin
+        .set("/same", 200, &[("cache-control", "max-age=60")]);
+    assert_eq!(w.get("blog.test", "/same").await.body, "/same #1");
+    assert_eq!(w.get("shop.test", "/same").await.body, "/same #2");
+    assert_eq!(w.get("blog.test", "/same").await.body, "/same #1");
+    assert_eq!(w.get("shop.test", "/same").await.body, "/same #2");
+    // Purging one site leaves the other alone.
+    let r = w
+        .req(
+            "PURGE",
+            "shop.test",
+            "/*",
+            &[("x-cache-purge-match", "wildcard")],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(is_hit(&w.get("blog.test", "/same").await));
+    assert_eq!(w.get("shop.test", "/same").await.body, "/same #3");
+}
+
+async fn not_stored_list(storage: Storage) {
+    let w = world(storage).await;
+    type Headers = &'static [(&'static str, &'static str)];
+    let cases: &[(&str, u16, Headers, Headers)] = &[
+        (
+            "/vary-star",
+            200,
+            &[("cache-control", "max-age=60"), ("vary", "*")],
+            &[],
+        ),
+        (
+            "/no-ct",
+            200,
+            &[("cache-control", "max-age=60"), ("content-type", "")],
+            &[],
+        ),
+        (
+            "/private",
+            200,
+            &[("cache-control", "max-age=60, private")],
+            &[],
+        ),
+        ("/no-store", 200, &[("cache-control", "no-store")], &[]),
+        (
+            "/no-cache",
+            200,
+            &[("cache-control", "max-age=60, no-cache")],
+            &[],
+        ),
+        (
+            "/no-transform",
+            200,
+            &[("cache-control", "max-age=60, no-transform")],
+            &[],
+        ),
+        (
+            "/cookie",
+            200,
+            &[("cache-control", "max-age=60"), ("set-cookie", "a=b")],
+            &[],
+        ),
+        (
+            "/auth",
+            200,
+            &[("cache-control", "max-age=60")],
+            &[("authorization", "Basic eDp5")],
+        ),
+        (
+            "/found",
+            302,
+            &[("cache-control", "max-age=60"), ("location", "/")],
+            &[],
+        ),
+        ("/error", 500, &[("cache-control", "max-age=60")], &[]),
+    ];
+    for (path, status, headers, req_headers) in cases {
+        w.origin.set(path, *status, headers);
+        let r1 = w.req("GET", "blog.test", path, req_headers).await;
+        let r2 = w.req("GET", "blog.test", path, req_headers).await;
+        assert_eq!(r1.status, *status, "{path}");
+        assert!(
+            !is_hit(&r2),
+            "{path} must not be stored: {}",
+            cache_status(&r2)
+        );
+        assert_eq!(w.origin.hits(path), 2, "{path} must not be stored");
+    }
+    // Authorization is fine when the response says public.
+    w.origin.set(
+        "/auth-public",
+        200,
+        &[("cache-control", "max-age=60, public")],
+    );
+    let a = [("authorization", "Basic eDp5")];
+    w.req("GET", "blog.test", "/auth-public", &a).await;
+    assert!(is_hit(&w.req("GET", "blog.test", "/auth-public", &a).await));
+    // Per-site options: content_types allow-list and store_set_cookie.
+    w.origin.set(
+        "/png",
+        200,
+        &[
+            ("cache-control", "max-age=60"),
+            ("content-type", "image/png"),
+        ],
+    );
+    w.get("img.test", "/png").await;
+    let r = w.get("img.test", "/png").await;
+    assert!(
+        cache_status(&r).contains("detail=content-type"),
+        "{}",
+        cache_status(&r)
+    );
+    w.get("img.test", "/cookie").await;
+    assert!(
+        is_hit(&w.get("img.test", "/cookie").await),
+        "store_set_cookie"
+    );
+}
+
+async fn cache_lock_prevents_stampede(storage: Storage) {
+    let w = world(storage).await;
+    w.origin.set_spec(
+        "/slow",
+        Spec {
+            status: 200,
+            headers: vec![("cache-control".into(), "max-age=60".into())],
+            body_size: None,
+            delay: Duration::from_millis(500),
+        },
+    );
+    let port = w.ew.port;
+    let tasks: Vec<_> = (0..8)
+        .map(|_| tokio::spawn(async move { get(port, "blog.test", "/slow").await.unwrap() }))
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().body, "/slow #1");
+    }
+    assert_eq!(w.origin.hits("/slow"), 1, "one request filled the entry");
+}
+
+async fn large_objects_stream_uncached(storage: Storage) {
+    let w = world_with(storage, "  max_object_size: 64KiB\n").await;
+    for (path, size) in [("/small", 60_000), ("/big", 200_000)] {
+        w.origin.set_spec(
+            path,
+            Spec {
+                status: 200,
+                headers: vec![("cache-control".into(), "max-age=60".into())],
+                body_size: Some(size),
+                delay: Duration::ZERO,
+            },
+        );
+        for _ in 0..2 {
+            let r = w.get("blog.test", path).await;
+            assert_eq!(r.body.len(), size, "{path} complete");
+        }
+    }
+    assert_eq!(w.origin.hits("/small"), 1);
+    assert_eq!(w.origin.hits("/big"), 2);
+}
+
+// ------------------------------------------------------ storage-specific
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_storage_is_bounded() {
+    let w = world_with(Storage::Memory, "  memory: { max_size: 256KiB }\n").await;
+    for i in 0..10 {
+        let path = format!("/m{i}");
+        w.origin.set_spec(
+            &path,
+            Spec {
+                status: 200,
+                headers: vec![("cache-control".into(), "max-age=60".into())],
+                body_size: Some(50_000),
+                delay: Duration::ZERO,
+            },
+        );
+        w.get("blog.test", &path).await;
+    }
+    // The most recent entries are kept, the oldest were evicted.
+    assert!(is_hit(&w.get("blog.test", "/m9").await));
+    assert!(!is_hit(&w.get("blog.test", "/m0").await));
+    let m = w.ew.metrics().await;
+    let evicted: u64 = m
+        .lines()
+        .find(|l| l.starts_with("edgeward_cache_evictions_total "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(evicted >= 5, "{m}");
+}
+
+fn storage_errors(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("edgeward_cache_storage_errors_total{"))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_down_serves_from_origin_and_recovers() {
+    let mut w = world(Storage::Redis).await;
+    w.origin.set("/k", 200, &[("cache-control", "max-age=60")]);
+    w.get("blog.test", "/k").await;
+    assert!(is_hit(&w.get("blog.test", "/k").await));
+    let mut redis = w.redis.take().unwrap();
+    redis.kill();
+    for i in 0..3 {
+        let r = w.get("blog.test", "/k").await;
+        assert_eq!(r.status, 200, "served without Redis");
+        assert_eq!(r.body, format!("/k #{}", i + 2));
+    }
+    assert!(
+        storage_errors(&w.ew.metrics().await) > 0,
+        "failures counted"
+    );
+    // Redis comes back (empty): edgeward reconnects and caches again.
+    assert!(redis.spawn().await, "redis restarted on its port");
+    eventually(DEADLINE, "caching again after Redis restart", || async {
+        w.get("blog.test", "/k").await;
+        is_hit(&w.get("blog.test", "/k").await).then_some(())
+    })
+    .await;
+    w.redis = Some(redis);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_is_shared_by_instances() {
+    let w = world(Storage::Redis).await;
+    w.origin
+        .set("/shared", 200, &[("cache-control", "max-age=60")]);
+    w.get("blog.test", "/shared").await;
+    // A second edgeward on the same Redis sees the entry, and its purge.
+    let cfg = TEMPLATE
+        .replace(
+            "CACHE\n",
+            &format!(
+                "  storage: redis\n  redis: {{ url: \"{}\", key_prefix: \"t:\" }}\n",
+                w.redis.as_ref().unwrap().url()
+            ),
+        )
+        .replace("ORIGIN", &w.origin.address());
+    let ew2 = Edgeward::start(&cfg).await;
+    let r = get(ew2.port, "blog.test", "/shared").await.unwrap();
+    assert_eq!((r.body.as_str(), is_hit(&r)), ("/shared #1", true));
+    let p = request(ew2.port, "PURGE", Some("blog.test"), "/shared", &[])
+        .await
+        .unwrap();
+    assert_eq!(p.status, 200);
+    assert_eq!(w.get("blog.test", "/shared").await.body, "/shared #2");
+}
+
+// ------------------------------------------------------------ `check`
+
+const CHECK_BASE: &str = r#"
+listen: ["127.0.0.1:8080"]
+CACHE
+accounts:
+  alice:
+    log_dir: /tmp/alice
+    sites:
+      blog:
+        addresses: ["blog.example.org"]
+        upstream: { address: "127.0.0.1:3000" }
+        SITE
+"#;
+
+fn check_cache(global: &str, site: &str) -> (i32, String) {
+    check(&CHECK_BASE.replace("CACHE", global).replace("SITE", site))
+}
+
+#[test]
+fn check_accepts_cache_sections() {
+    for (global, site) in [
+        ("", "cache: { enabled: true, ttl: 10s }"),
+        (
+            "cache:\n  storage: memory\n  memory: { max_size: 64MiB }\n  purge_allow: [\"127.0.0.1/32\", \"::1/128\"]",
+            "cache: { enabled: true, content_types: [\"text/*\", \"application/json\"], store_set_cookie: true }",
+        ),
+        (
+            "cache:\n  storage: redis\n  redis: { url: \"redis://127.0.0.1:6379/0\", key_prefix: \"edgeward:\", timeout: 50ms }\n  max_object_size: 1MiB",
+            "cache: { enabled: false }",
+        ),
+    ] {
+        let (code, out) = check_cache(global, site);
+        assert_eq!(code, 0, "{global} / {site}: {out}");
+    }
+}
+
+#[test]
+fn check_reports_cache_errors_with_positions() {
+    for (global, site, want) in [
+        (
+            "cache:\n  storage: disk",
+            "",
+            "4:12: cache.storage: \"disk\" is not a storage; expected memory or redis",
+        ),
+        (
+            "cache:\n  storage: redis\n  redis: { url: \"http://x\" }",
+            "",
+            "5:17: cache.redis.url: \"http://x\" is not a Redis URL",
+        ),
+        (
+            "cache:\n  memory: { max_size: lots }",
+            "",
+            "4:23: cache.memory.max_size: invalid size",
+        ),
+        (
+            "cache:\n  purge_allow: [\"10.0.0.0/99\"]",
+            "",
+            "4:17: cache.purge_allow:",
+        ),
+        (
+            "",
+            "cache: { enabled: true, content_types: [\"html\"] }",
+            "site alice/blog: cache.content_types: \"html\" is not a media type",
+        ),
+        (
+            "",
+            "cache: { enabled: true, ttl: 0s }",
+            "site alice/blog: cache.ttl: must be more than 0",
+        ),
+        ("", "cache: { enabled: yes please }", "cache.enabled:"),
+    ] {
+        let (code, out) = check_cache(global, site);
+        assert_eq!(code, 1, "{global} / {site}: {out}");
+        assert!(out.contains(want), "want {want:?} in:\n{out}");
+    }
+}
