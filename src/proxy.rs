@@ -241,11 +241,11 @@ impl ProxyHttp for EdgeProxy {
 
     fn should_serve_stale(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
         error: Option<&Error>,
     ) -> bool {
-        cache::should_serve_stale(&ctx.cache, error)
+        cache::should_serve_stale(session, &ctx.cache, error)
     }
 
     async fn upstream_peer(
@@ -296,9 +296,10 @@ impl ProxyHttp for EdgeProxy {
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
-        _resp: &mut ResponseHeader,
+        resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        cache::upstream_response_filter(resp, &mut ctx.cache);
         if let (Some(site), Some(t0)) = (&ctx.site, ctx.upstream_started.take()) {
             site.metrics
                 .upstream_seconds

@@ -175,6 +175,8 @@ pub struct CacheCtx {
     not_stored: Option<&'static str>,
     /// A request directive made us go to the origin.
     forced: bool,
+    /// The header fields of the origin's 304, to update the stored ones.
+    revalidation: Option<http::HeaderMap>,
 }
 
 fn site_url(host: Option<&str>, session: &Session) -> String {
@@ -259,6 +261,23 @@ pub async fn proxy_upstream_filter(
     Ok(true)
 }
 
+/// `upstream_response_filter`: keep a 304's fields for the stored entry.
+pub fn upstream_response_filter(resp: &ResponseHeader, cc: &mut CacheCtx) {
+    if cc.enabled && resp.status == http::StatusCode::NOT_MODIFIED {
+        cc.revalidation = Some(resp.headers.clone());
+    }
+}
+
+/// Fields a 304 does not update in the stored response (RFC 9111 3.2).
+const NOT_UPDATED: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "content-encoding",
+    "content-range",
+    "connection",
+    "keep-alive",
+];
+
 /// `response_cache_filter`.
 pub fn response_cache_filter(
     session: &Session,
@@ -268,6 +287,30 @@ pub fn response_cache_filter(
 ) -> RespCacheable {
     let Some(site) = site else {
         return RespCacheable::Uncacheable(NoCacheReason::Custom("no site"));
+    };
+    // After a 304, `resp` is the stored header with a few fields merged by
+    // pingora; RFC 9111 3.2 wants every field of the 304 to replace the
+    // stored one.
+    let updated;
+    let resp = match cc.revalidation.take() {
+        Some(fields) => {
+            let mut merged = resp.clone();
+            for name in fields.keys() {
+                if NOT_UPDATED.contains(&name.as_str()) {
+                    continue;
+                }
+                merged.remove_header(name);
+                for v in fields.get_all(name) {
+                    let _ = merged.append_header(name.clone(), v.clone());
+                }
+            }
+            if !fields.contains_key(http::header::AGE) {
+                merged.remove_header(&http::header::AGE);
+            }
+            updated = merged;
+            &updated
+        }
+        None => resp,
     };
     match policy::storable(session.req_header(), resp, &site.cache, SystemTime::now()) {
         Ok(meta) => {
@@ -288,9 +331,16 @@ pub fn vary_filter(meta: &CacheMeta, req: &pingora::http::RequestHeader) -> Opti
 
 /// `should_serve_stale`: stale-while-revalidate (no error) within the
 /// response's window, stale-if-error for upstream failures.
-pub fn should_serve_stale(cc: &CacheCtx, error: Option<&Error>) -> bool {
+pub fn should_serve_stale(session: &Session, cc: &CacheCtx, error: Option<&Error>) -> bool {
     match error {
         None => !cc.forced,
+        // The origin answered with an error status: only if the response
+        // said stale-if-error.
+        Some(e) if matches!(e.etype(), ErrorType::HTTPStatus(_)) => session
+            .cache
+            .maybe_cache_meta()
+            .is_some_and(|m| policy::stale_if_error_allows(m, SystemTime::now())),
+        // Disconnected (refused, reset, timed out): within the window.
         Some(e) => e.esource() == &ErrorSource::Upstream,
     }
 }

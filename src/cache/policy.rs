@@ -13,6 +13,10 @@ const HEURISTIC_CAP: Duration = Duration::from_secs(24 * 3600);
 /// Delta-seconds larger than this are taken as this (RFC 9111 1.2.2).
 const DELTA_MAX: u64 = 2_147_483_648;
 
+/// How long after its freshness a stored response may still be served
+/// while the origin cannot be reached (connection refused, reset, timeout).
+pub const DISCONNECTED_STALE: Duration = Duration::from_secs(300);
+
 /// Statuses the provider stores (PRODUCT.md, "not stored" list).
 const STORABLE_STATUS: &[u16] = &[200, 203, 204, 206, 300, 301, 404, 405, 410, 414, 501];
 /// Statuses that may get heuristic freshness (RFC 9110 15.1).
@@ -78,6 +82,95 @@ pub fn directives(headers: &http::HeaderMap, name: &str) -> Vec<Directive> {
         }
     }
     out
+}
+
+/// `CDN-Cache-Control` (RFC 9213), a Structured Fields dictionary. None
+/// when absent or not a valid dictionary (then it is ignored as a whole);
+/// members of the wrong type are dropped.
+pub fn cdn_directives(headers: &http::HeaderMap) -> Option<Vec<Directive>> {
+    let mut joined = String::new();
+    for v in headers.get_all("cdn-cache-control") {
+        if !joined.is_empty() {
+            joined.push(',');
+        }
+        joined.push_str(v.to_str().ok()?);
+    }
+    if joined.is_empty() && !headers.contains_key("cdn-cache-control") {
+        return None;
+    }
+    let key_ok = |k: &str| {
+        let b = k.as_bytes();
+        !b.is_empty()
+            && (b[0].is_ascii_lowercase() || b[0] == b'*')
+            && b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"_-.*".contains(c))
+    };
+    let mut out = Vec::new();
+    for member in joined.split(',') {
+        let member = member.trim_matches([' ', '\t']);
+        if member.is_empty() {
+            return None;
+        }
+        // parameters (;a=b) are allowed and ignored
+        let item = member.split(';').next().unwrap_or("");
+        let (key, value) = match item.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (item, None),
+        };
+        if !key_ok(key) {
+            return None;
+        }
+        let value = match value {
+            None => None,
+            Some(v)
+                if !v.is_empty() && v.len() <= 16 && {
+                    let d = v.strip_prefix('-').unwrap_or(v);
+                    !d.is_empty() && d.len() <= 15 && d.bytes().all(|b| b.is_ascii_digit())
+                } =>
+            {
+                Some(v.to_string())
+            }
+            Some(v) if v.starts_with('"') && v.len() >= 2 && v.ends_with('"') => {
+                // a string: valid, but no directive we use takes one
+                if matches!(
+                    key,
+                    "max-age" | "s-maxage" | "stale-while-revalidate" | "stale-if-error"
+                ) {
+                    continue;
+                }
+                Some(v[1..v.len() - 1].to_string())
+            }
+            Some("?0") | Some("?1") => continue,
+            Some(v)
+                if v.bytes()
+                    .next()
+                    .is_some_and(|b| b.is_ascii_alphabetic() || b == b'*')
+                    && v.bytes()
+                        .all(|b| b.is_ascii_graphic() && b != b',' && b != b'"') =>
+            {
+                if matches!(
+                    key,
+                    "max-age" | "s-maxage" | "stale-while-revalidate" | "stale-if-error"
+                ) {
+                    continue;
+                }
+                Some(v.to_string())
+            }
+            Some(_) => return None,
+        };
+        out.push(Directive {
+            name: key.to_string(),
+            value,
+        });
+    }
+    Some(out)
+}
+
+/// The directives edgeward obeys for a response: `CDN-Cache-Control` when
+/// present and valid (it targets caches like this one), else
+/// `Cache-Control`.
+pub fn response_directives(headers: &http::HeaderMap) -> Vec<Directive> {
+    cdn_directives(headers).unwrap_or_else(|| directives(headers, "cache-control"))
 }
 
 fn find<'a>(d: &'a [Directive], name: &str) -> Option<&'a Directive> {
@@ -168,7 +261,7 @@ pub fn hit_decision(
         }
     }
     if !is_fresh && let Some(limit) = req.max_stale {
-        let resp_cc = directives(&meta.response_header().headers, "cache-control");
+        let resp_cc = response_directives(&meta.response_header().headers);
         let forbidden = has(&resp_cc, "must-revalidate")
             || has(&resp_cc, "proxy-revalidate")
             || has(&resp_cc, "s-maxage")
@@ -184,12 +277,51 @@ pub fn hit_decision(
     None
 }
 
+/// Whether the stored response allows serving it stale because the origin
+/// answered with an error status (its own `stale-if-error=N` window).
+pub fn stale_if_error_allows(meta: &CacheMeta, now: SystemTime) -> bool {
+    let cc = response_directives(&meta.response_header().headers);
+    match seconds(&cc, "stale-if-error") {
+        Ok(Some(n)) => now <= meta.fresh_until() + Duration::from_secs(n),
+        _ => false,
+    }
+}
+
 fn header_str<'a>(h: &'a ResponseHeader, name: &str) -> Option<&'a str> {
     h.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// An HTTP date; tolerant of the letter case of day, month and zone names
+/// (RFC 9110 5.6.7: recipients SHOULD be lenient).
 fn http_date(s: &str) -> Option<SystemTime> {
-    httpdate::parse_http_date(s.trim()).ok()
+    let s = s.trim();
+    if let Ok(t) = httpdate::parse_http_date(s) {
+        return Some(t);
+    }
+    if s.len() > 64 {
+        return None;
+    }
+    let fixed: String = s
+        .split(' ')
+        .map(|w| {
+            let (word, comma) = match w.strip_suffix(',') {
+                Some(x) => (x, ","),
+                None => (w, ""),
+            };
+            if word.eq_ignore_ascii_case("gmt") {
+                format!("GMT{comma}")
+            } else if word.len() >= 3 && word.bytes().all(|b| b.is_ascii_alphabetic()) {
+                let lower = word.to_ascii_lowercase();
+                let mut c = lower.chars();
+                let first = c.next().map(|f| f.to_ascii_uppercase()).unwrap_or_default();
+                format!("{first}{}{comma}", c.as_str())
+            } else {
+                w.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    httpdate::parse_http_date(&fixed).ok()
 }
 
 /// Why a response is not stored (shown in `Cache-Status: ...; detail=`).
@@ -213,7 +345,7 @@ pub fn storable(
     if has(&req_cc, "no-store") {
         return Err("request-no-store");
     }
-    let cc = directives(&resp.headers, "cache-control");
+    let cc = response_directives(&resp.headers);
     for d in ["no-store", "private", "no-cache", "no-transform"] {
         if has(&cc, d) {
             return Err(match d {
@@ -257,11 +389,12 @@ pub fn storable(
     let apparent_age = date
         .and_then(|d| now.duration_since(d).ok())
         .map_or(0, |d| d.as_secs());
+    // The first value of the first line counts ("7200, 0" is 7200).
     let age_value = resp
         .headers
         .get(http::header::AGE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| delta_seconds(Some(v.trim())))
+        .and_then(|v| delta_seconds(v.split(',').next().map(str::trim)))
         .unwrap_or(0);
     let initial_age = apparent_age.max(age_value);
     let epoch = now
@@ -321,7 +454,15 @@ pub fn storable(
                 .ok()
                 .flatten()
                 .unwrap_or(0),
-            seconds(&cc, "stale-if-error").ok().flatten().unwrap_or(0),
+            // Also the time a stale entry may be used while the origin
+            // cannot be reached at all (RFC 9111 4.2.4, "disconnected"); an
+            // origin's 5xx uses it only when the response said
+            // stale-if-error (see `stale_if_error_allows`).
+            seconds(&cc, "stale-if-error")
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+                .max(DISCONNECTED_STALE.as_secs()),
         )
     };
     let fresh_until = if lifetime.is_zero() {
@@ -330,17 +471,29 @@ pub fn storable(
         epoch + lifetime
     };
     // Something we could never use again is not worth storing.
-    if fresh_until < now && !has_validator && swr == 0 && sie == 0 {
+    let explicit_sie = !no_stale && matches!(seconds(&cc, "stale-if-error"), Ok(Some(n)) if n > 0);
+    if fresh_until < now && !has_validator && swr == 0 && !explicit_sie {
         return Err(if explicit { "stale" } else { "no-freshness" });
     }
 
     let mut header = resp.clone();
-    for h in [
+    // Hop-by-hop fields (and those the Connection field lists) are not
+    // stored; Age is recomputed when the entry is used.
+    let listed: Vec<String> = resp
+        .headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(|n| String::from_utf8_lossy(n.trim_ascii()).to_ascii_lowercase())
+        .filter(|n| !n.is_empty())
+        .collect();
+    for h in listed.iter().map(String::as_str).chain([
         "connection",
         "keep-alive",
         "proxy-connection",
         "cache-status",
-    ] {
+        "age",
+    ]) {
         header.remove_header(h);
     }
     let mut meta = CacheMeta::new(
@@ -380,7 +533,17 @@ pub fn variance(meta: &CacheMeta, req: &RequestHeader) -> Option<HashBinary> {
             // Combine field lines; whitespace around commas is not significant.
             let joined: Vec<Vec<u8>> = values
                 .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-                .map(|p| p.trim_ascii().to_vec())
+                .map(|p| {
+                    // language and coding tokens are case-insensitive
+                    if matches!(
+                        name.as_str(),
+                        "accept-language" | "accept-encoding" | "accept-charset"
+                    ) {
+                        p.trim_ascii().to_ascii_lowercase()
+                    } else {
+                        p.trim_ascii().to_vec()
+                    }
+                })
                 .collect();
             joined.join(&b","[..])
         };
