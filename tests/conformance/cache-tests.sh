@@ -9,6 +9,8 @@
 #   KIT              the kit (default ../shared/tools/cache-tests)
 #   CARGO_TARGET_DIR as for cargo; the debug binary is used
 #   OUT_DIR          where result JSON files go (default: a temp dir, printed)
+#   STORE_SET_COOKIE the site's cache.store_set_cookie (default true: RFC 9111
+#                    allows storing Set-Cookie; the product default is false)
 # Prints one score line per storage.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -59,7 +61,7 @@ accounts:
       suite:
         addresses: ["127.0.0.1"]
         upstream: { address: "127.0.0.1:${ORIGIN_PORT:-8000}" }
-        cache: { enabled: true }
+        cache: { enabled: true, store_set_cookie: ${STORE_SET_COOKIE:-true} }
         access_log: { enabled: false }
 YAML
     RUST_LOG=warn "$BIN" run -c "$WORK/$storage/edgeward.yaml" >"$WORK/$storage/edgeward.log" 2>&1 &
