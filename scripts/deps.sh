@@ -10,10 +10,11 @@ want=${1:-build}
 # cmake + a C compiler: Pingora's libz-ng-sys; pkg-config for -sys crates;
 # python3: the demo site's upstream (scripts/run).
 pkgs=(ca-certificates curl build-essential cmake pkg-config python3)
+# redis-server: the cache tests run a real Redis.
 case "$want" in
   build) ;;
-  test) ;;
-  ci) pkgs+=(python3-venv) ;;
+  test) pkgs+=(redis-server) ;;
+  ci) pkgs+=(python3-venv redis-server) ;;
   *) echo "usage: $0 build|test|ci" >&2; exit 2 ;;
 esac
 

@@ -84,6 +84,11 @@ fn warn_static_changes(old: &Config, new: &Config) {
     if old.admin_listen != new.admin_listen {
         warn!("reload: `admin.listen` changed; takes effect at the next restart");
     }
+    if old.cache.storage != new.cache.storage
+        || old.cache.max_object_size != new.cache.max_object_size
+    {
+        warn!("reload: `cache` storage settings changed; they take effect at the next restart");
+    }
     if old.grace_period != new.grace_period {
         warn!("reload: `grace_period` changed; takes effect at the next restart");
     }

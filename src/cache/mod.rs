@@ -126,7 +126,7 @@ static LOCK: Lazy<&'static CacheKeyLockImpl> =
 /// The process's storage, created from the first configuration that needs
 /// it (a storage change takes effect at the next restart).
 pub fn store(settings: &CacheSettings) -> &'static dyn Store {
-    let (configured, store) = STORE.get_or_init(|| {
+    let (_, store) = STORE.get_or_init(|| {
         let store: &'static dyn Store = match &settings.storage {
             StorageSettings::Memory { max_size } => Box::leak(Box::new(memory::MemoryStore::new(
                 *max_size,
@@ -154,12 +154,7 @@ pub fn store(settings: &CacheSettings) -> &'static dyn Store {
         info!("cache: {} storage", store.kind());
         (settings.storage.clone(), store)
     });
-    if *configured != settings.storage {
-        static WARNED: OnceLock<()> = OnceLock::new();
-        WARNED.get_or_init(|| {
-            warn!("cache: the storage settings changed; they take effect at the next restart")
-        });
-    }
+    // A changed storage takes effect at the next restart (live.rs warns).
     *store
 }
 
