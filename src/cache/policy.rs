@@ -282,7 +282,10 @@ pub fn hit_decision(
 pub fn stale_if_error_allows(meta: &CacheMeta, now: SystemTime) -> bool {
     let cc = response_directives(&meta.response_header().headers);
     match seconds(&cc, "stale-if-error") {
-        Ok(Some(n)) => now <= meta.fresh_until() + Duration::from_secs(n),
+        Ok(Some(n)) => meta
+            .fresh_until()
+            .checked_add(Duration::from_secs(n))
+            .is_some_and(|until| now <= until),
         _ => false,
     }
 }
@@ -468,7 +471,11 @@ pub fn storable(
     let fresh_until = if lifetime.is_zero() {
         epoch.checked_sub(Duration::from_secs(1)).unwrap_or(epoch)
     } else {
-        epoch + lifetime
+        // capped: an absurd lifetime (Expires in year 9999, a huge ttl)
+        // must not overflow the clock
+        epoch
+            .checked_add(lifetime.min(Duration::from_secs(DELTA_MAX)))
+            .unwrap_or(epoch)
     };
     // Something we could never use again is not worth storing.
     let explicit_sie = !no_stale && matches!(seconds(&cc, "stale-if-error"), Ok(Some(n)) if n > 0);
@@ -729,6 +736,27 @@ mod tests {
             Some(ForcedFreshness::ForceFresh)
         );
         assert_eq!(hit_decision(&m, false, &d("max-stale=5"), later), None);
+    }
+
+    #[test]
+    fn absurd_lifetimes_do_not_overflow() {
+        let now = SystemTime::now();
+        let site = SiteCache {
+            ttl: Some(Duration::from_secs(u64::MAX / 4)),
+            ..Default::default()
+        };
+        assert!(storable(&req(&[]), &resp(200, &[]), &site, now).is_ok());
+        let far = resp(200, &[("expires", "Fri, 31 Dec 9999 23:59:59 GMT")]);
+        assert!(storable(&req(&[]), &far, &SiteCache::default(), now).is_ok());
+        let huge = resp(
+            200,
+            &[(
+                "cache-control",
+                "max-age=99999999999999999999, stale-if-error=99999999999",
+            )],
+        );
+        let m = storable(&req(&[]), &huge, &SiteCache::default(), now).unwrap();
+        assert!(stale_if_error_allows(&m, now));
     }
 
     #[test]
