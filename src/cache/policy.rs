@@ -324,7 +324,14 @@ fn http_date(s: &str) -> Option<SystemTime> {
         })
         .collect::<Vec<_>>()
         .join(" ");
-    httpdate::parse_http_date(&fixed).ok()
+    if let Ok(t) = httpdate::parse_http_date(&fixed) {
+        return Some(t);
+    }
+    // A weekday that does not match the date is not worth rejecting it.
+    let rest = fixed.get(3..)?;
+    ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+        .iter()
+        .find_map(|wd| httpdate::parse_http_date(&format!("{wd}{rest}")).ok())
 }
 
 /// Why a response is not stored (shown in `Cache-Status: ...; detail=`).
@@ -736,6 +743,26 @@ mod tests {
             Some(ForcedFreshness::ForceFresh)
         );
         assert_eq!(hit_decision(&m, false, &d("max-stale=5"), later), None);
+    }
+
+    #[test]
+    fn lenient_dates() {
+        for d in [
+            "Thu, 18 Aug 2050 02:01:18 GMT",
+            "THU, 18 Aug 2050 02:01:18 GMT",
+            "Thu, 18 aug 2050 02:01:18 gMT",
+            "Thu Aug  8 02:01:18 2050",
+        ] {
+            assert!(http_date(d).is_some(), "{d}");
+        }
+        for d in [
+            "",
+            "x",
+            "Thu, 99 Aug 2050 02:01:18 GMT",
+            "\u{e9}\u{e9}\u{e9}\u{e9}",
+        ] {
+            assert!(http_date(d).is_none(), "{d}");
+        }
     }
 
     #[test]
