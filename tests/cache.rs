@@ -355,7 +355,12 @@ impl World {
     async fn req(&self, method: &str, host: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
         request(self.ew.port, method, Some(host), path, headers)
             .await
-            .unwrap_or_else(|e| panic!("{method} {host}{path}: {e}"))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{method} {host}{path}: {e}\nedgeward log:\n{}",
+                    self.ew.log()
+                )
+            })
     }
 }
 

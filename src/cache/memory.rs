@@ -14,16 +14,71 @@ use pingora::cache::storage::{
 };
 use pingora::cache::trace::SpanHandle;
 use pingora::cache::{CacheKey, CacheMeta, Storage};
+use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 /// Bookkeeping bytes counted per entry on top of its meta and body.
 const ENTRY_OVERHEAD: usize = 256;
 
+/// A `CacheMeta` kept in pieces: rebuilding one is much cheaper than
+/// deserializing it (no zstd, no header parsing) on every hit.
+struct Meta {
+    fresh_until: SystemTime,
+    created: SystemTime,
+    epoch: Option<SystemTime>,
+    swr: u32,
+    sie: u32,
+    variance: Option<HashBinary>,
+    header: ResponseHeader,
+}
+
+impl Meta {
+    fn of(m: &CacheMeta) -> Meta {
+        Meta {
+            fresh_until: m.fresh_until(),
+            created: m.created(),
+            epoch: m.epoch_override(),
+            swr: m.stale_while_revalidate_sec(),
+            sie: m.stale_if_error_sec(),
+            variance: m.variance(),
+            header: m.response_header_copy(),
+        }
+    }
+
+    fn rebuild(&self) -> CacheMeta {
+        let mut m = CacheMeta::new(
+            self.fresh_until,
+            self.created,
+            self.swr,
+            self.sie,
+            self.header.clone(),
+        );
+        if let Some(e) = self.epoch {
+            m.set_epoch_override(e);
+        }
+        if let Some(v) = self.variance {
+            m.set_variance_key(v);
+        }
+        m
+    }
+
+    /// Bytes counted for it.
+    fn weight(&self) -> usize {
+        self.header
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 32)
+            .sum::<usize>()
+            + 128
+    }
+}
+
 struct Entry {
-    meta: (Vec<u8>, Vec<u8>),
+    meta: Meta,
     body: Bytes,
     site: Arc<str>,
     url: Arc<str>,
@@ -138,23 +193,14 @@ impl Storage for MemoryStore {
         _trace: &SpanHandle,
     ) -> Result<Option<(CacheMeta, HitHandler)>> {
         let k = storage_key(key);
-        let (meta, body) = {
-            let mut inner = self.lock();
-            let Some(e) = inner.entries.get(&k) else {
-                return Ok(None);
-            };
-            let found = (e.meta.clone(), e.body.clone());
-            inner.touch(&k);
-            found
+        let mut inner = self.lock();
+        let Some(e) = inner.entries.get(&k) else {
+            return Ok(None);
         };
-        let meta = match CacheMeta::deserialize(&meta.0, &meta.1) {
-            Ok(m) => m,
-            Err(_) => {
-                self.lock().remove(&k);
-                return Ok(None);
-            }
-        };
-        Ok(Some((meta, Box::new(BodyHit::new(vec![body])))))
+        let found = (e.meta.rebuild(), e.body.clone());
+        inner.touch(&k);
+        drop(inner);
+        Ok(Some((found.0, Box::new(BodyHit::new(vec![found.1])))))
     }
 
     async fn get_miss_handler(
@@ -167,7 +213,7 @@ impl Storage for MemoryStore {
         Ok(Box::new(MemoryMiss {
             store: self,
             key: storage_key(key),
-            meta: meta.serialize().ok(),
+            meta: Some(Meta::of(meta)),
             site: site.into(),
             url: url.into(),
             body: Vec::new(),
@@ -195,16 +241,14 @@ impl Storage for MemoryStore {
         meta: &CacheMeta,
         _trace: &SpanHandle,
     ) -> Result<bool> {
-        let Ok(m) = meta.serialize() else {
-            return Ok(false);
-        };
+        let m = Meta::of(meta);
         let mut guard = self.lock();
         let inner = &mut *guard;
         let k = storage_key(key);
         match inner.entries.get_mut(&k) {
             Some(e) => {
-                let old = e.meta.0.len() + e.meta.1.len();
-                let new = m.0.len() + m.1.len();
+                let old = e.meta.weight();
+                let new = m.weight();
                 e.meta = m;
                 e.size = e.size - old + new;
                 inner.size = inner.size - old + new;
@@ -257,8 +301,8 @@ impl Store for MemoryStore {
 struct MemoryMiss {
     store: &'static MemoryStore,
     key: HashBinary,
-    /// None when the meta could not be serialized: nothing is stored.
-    meta: Option<(Vec<u8>, Vec<u8>)>,
+    /// None: nothing is stored (too large).
+    meta: Option<Meta>,
     site: Arc<str>,
     url: Arc<str>,
     body: Vec<Bytes>,
@@ -297,7 +341,7 @@ impl HandleMiss for MemoryMiss {
             }
             Bytes::from(b)
         };
-        let size = meta.0.len() + meta.1.len() + body.len() + self.url.len() + ENTRY_OVERHEAD;
+        let size = meta.weight() + body.len() + self.url.len() + ENTRY_OVERHEAD;
         self.store.insert(
             self.key,
             Entry {
