@@ -21,8 +21,10 @@ STORAGES=("$@"); (( ${#STORAGES[@]} )) || STORAGES=(memory redis)
 [[ -f "$SUITE/tests/index.mjs" ]] || { echo "no suite at $SUITE (set CACHE_TESTS_DIR)" >&2; exit 2; }
 
 (cd "$ROOT" && cargo build --quiet --bin edgeward)
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/edgeward"
 WORK="$(mktemp -d)"
+# A copy: a shared target dir may be rebuilt from another branch meanwhile.
+BIN="$WORK/edgeward"
+cp "${CARGO_TARGET_DIR:-$ROOT/target}/debug/edgeward" "$BIN"
 OUT_DIR="${OUT_DIR:-$WORK}"
 PIDS=()
 cleanup() {
