@@ -46,9 +46,23 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('HSET', KEYS[1], 'i', ARGV[1], 'h', ARGV[2])
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
   redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
+  redis.call('SADD', KEYS[3], ARGV[6])
+  if redis.call('PTTL', KEYS[3]) < tonumber(ARGV[3]) then
+    redis.call('PEXPIRE', KEYS[3], ARGV[3])
+  end
   return 1
 end
 return 0
+"#;
+
+/// Add an entry to its URL's set of variants; the set lives as long as its
+/// longest-lived entry.
+const URL_SET_ADD: &str = r#"
+redis.call('SADD', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 1
 "#;
 
 pub struct RedisStore {
@@ -126,15 +140,24 @@ impl RedisStore {
         op: &'static str,
         f: impl AsyncFnOnce(&mut ConnectionManager) -> redis::RedisResult<T>,
     ) -> Option<T> {
+        self.run_within(self.timeout, op, f).await
+    }
+
+    async fn run_within<T: redis::FromRedisValue>(
+        &self,
+        deadline: Duration,
+        op: &'static str,
+        f: impl AsyncFnOnce(&mut ConnectionManager) -> redis::RedisResult<T>,
+    ) -> Option<T> {
         let mut conn = self.conn()?;
-        match tokio::time::timeout(self.timeout, f(&mut conn)).await {
+        match tokio::time::timeout(deadline, f(&mut conn)).await {
             Ok(Ok(v)) => Some(v),
             Ok(Err(e)) => {
                 self.failed(op, &e.to_string());
                 None
             }
             Err(_) => {
-                self.failed(op, &format!("no answer within {:?}", self.timeout));
+                self.failed(op, &format!("no answer within {deadline:?}"));
                 None
             }
         }
@@ -151,6 +174,19 @@ impl RedisStore {
             Self::site_part(site),
             key.combined()
         )
+    }
+
+    /// The set of entries (Vary variants) of one URL, for exact purges.
+    fn url_key(&self, site: &str, url: &str) -> String {
+        let h = pingora::cache::key::hash_key(url);
+        let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}u:{}:{hex}", self.prefix, Self::site_part(site))
+    }
+
+    /// Purge deadline: not on a request's path to its response, so it may
+    /// take longer than a lookup.
+    fn purge_timeout(&self) -> Duration {
+        self.timeout.max(Duration::from_secs(2))
     }
 
     fn index_key(&self, site: &str) -> String {
@@ -238,6 +274,8 @@ impl Storage for RedisStore {
             entry_key: self.entry_key(site, key),
             index_key: self.index_key(site),
             member: format!("{url}\n{}", key.combined()),
+            url_key: self.url_key(site, url),
+            hex: key.combined(),
             meta: if ready { meta.serialize().ok() } else { None },
             ttl: Self::ttl(meta),
             body: Vec::new(),
@@ -273,19 +311,22 @@ impl Storage for RedisStore {
         let ek = self.entry_key(site, key);
         let ik = self.index_key(site);
         let member = format!("{url}\n{}", key.combined());
+        let uk = self.url_key(site, url);
         let score = now_ms() + ttl.as_millis() as u64;
         let updated = self
             .run::<i64>("update_meta", async |c| {
                 redis::cmd("EVAL")
                     .arg(UPDATE_META)
-                    .arg(2)
+                    .arg(3)
                     .arg(&ek)
                     .arg(&ik)
+                    .arg(&uk)
                     .arg(internal)
                     .arg(header)
                     .arg(ttl.as_millis() as u64)
                     .arg(score)
                     .arg(&member)
+                    .arg(key.combined())
                     .query_async(c)
                     .await
             })
@@ -310,11 +351,48 @@ impl Store for RedisStore {
         m: &UrlMatch,
     ) -> std::result::Result<usize, String> {
         let ik = self.index_key(site);
+        let deadline = self.purge_timeout();
+        let unavailable = || "the cache storage (redis) did not answer".to_string();
+        if let UrlMatch::Exact(url) = m {
+            // One URL: its set of variants, no index scan.
+            let uk = self.url_key(site, url);
+            let hexes = self
+                .run_within::<Vec<String>>(deadline, "purge", async |c| {
+                    redis::cmd("SMEMBERS").arg(&uk).query_async(c).await
+                })
+                .await
+                .ok_or_else(unavailable)?;
+            if hexes.is_empty() {
+                return Ok(0);
+            }
+            let keys: Vec<String> = hexes
+                .iter()
+                .map(|h| format!("{}e:{}:{h}", self.prefix, Self::site_part(site)))
+                .collect();
+            let members: Vec<String> = hexes.iter().map(|h| format!("{url}\n{h}")).collect();
+            let (deleted, _, _) = self
+                .run_within::<(usize, usize, usize)>(deadline, "purge", async |c| {
+                    redis::pipe()
+                        .atomic()
+                        .cmd("DEL")
+                        .arg(&keys)
+                        .cmd("DEL")
+                        .arg(&uk)
+                        .cmd("ZREM")
+                        .arg(&ik)
+                        .arg(&members)
+                        .query_async(c)
+                        .await
+                })
+                .await
+                .ok_or_else(unavailable)?;
+            return Ok(deleted);
+        }
         let mut cursor: u64 = 0;
         let mut removed = 0usize;
         loop {
             let Some((next, page)) = self
-                .run::<(u64, Vec<(String, f64)>)>("purge", async |c| {
+                .run_within::<(u64, Vec<(String, f64)>)>(deadline, "purge", async |c| {
                     redis::cmd("ZSCAN")
                         .arg(&ik)
                         .arg(cursor)
@@ -343,7 +421,7 @@ impl Store for RedisStore {
                     .map(|(_, hex)| format!("{}e:{}:{hex}", self.prefix, Self::site_part(site)))
                     .collect();
                 let Some((deleted, _)) = self
-                    .run::<(usize, usize)>("purge", async |c| {
+                    .run_within::<(usize, usize)>(deadline, "purge", async |c| {
                         redis::pipe()
                             .atomic()
                             .cmd("DEL")
@@ -374,6 +452,8 @@ struct RedisMiss {
     entry_key: String,
     index_key: String,
     member: String,
+    url_key: String,
+    hex: String,
     /// None: nothing is stored (too large, or no site in the key).
     meta: Option<(Vec<u8>, Vec<u8>)>,
     ttl: Duration,
@@ -424,6 +504,7 @@ impl HandleMiss for RedisMiss {
         let now = now_ms();
         let store = self.store;
         let (ek, ik, member) = (&self.entry_key, &self.index_key, &self.member);
+        let (uk, hex) = (&self.url_key, &self.hex);
         let written = store
             .run::<()>("store", async |c| {
                 let mut hset = redis::cmd("HSET");
@@ -457,6 +538,13 @@ impl HandleMiss for RedisMiss {
                     .arg(ik)
                     .arg(now + ttl_ms)
                     .arg(member)
+                    .ignore()
+                    .cmd("EVAL")
+                    .arg(URL_SET_ADD)
+                    .arg(1)
+                    .arg(uk)
+                    .arg(hex)
+                    .arg(ttl_ms)
                     .ignore()
                     .query_async(c)
                     .await
