@@ -3,7 +3,7 @@
 
 use crate::config::{Config, Site, UpstreamTarget, normalize_host};
 use crate::live::{InFlight, Live};
-use crate::{cache, logs, metrics, net, pages, request_id, supervisor, upstream};
+use crate::{cache, logs, metrics, net, pages, request_id, supervisor, upstream, waf};
 use async_trait::async_trait;
 use log::warn;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -42,6 +42,10 @@ pub struct RequestCtx {
     lease: Option<supervisor::Lease>,
     /// Status of a response edgeward generated itself (error pages).
     own_status: u16,
+    /// The WAF's inspection of this request (None: not inspected).
+    waf: Option<waf::Inspection>,
+    /// Set when the WAF stopped the request in its body phase.
+    waf_status: u16,
     _in_flight: InFlight,
 }
 
@@ -81,6 +85,24 @@ fn start_error_page(
     }
 }
 
+/// The status to answer with, if the WAF stops the request.
+fn waf_status(d: waf::Decision) -> Option<u16> {
+    match d {
+        waf::Decision::Pass => None,
+        waf::Decision::Block(status) => Some(status),
+        waf::Decision::Error => Some(500),
+    }
+}
+
+async fn waf_page(session: &mut Session, status: u16, request_id: &str) -> Result<()> {
+    let text = if status == 500 {
+        "The request could not be checked by the site's web application firewall."
+    } else {
+        "This request was blocked by the site's web application firewall."
+    };
+    pages::respond(session, status, text, request_id).await
+}
+
 /// The host a request is for: `:authority` / absolute-form authority, else `Host`.
 fn request_host(req: &RequestHeader) -> Option<String> {
     if let Some(a) = req.uri.authority() {
@@ -109,6 +131,8 @@ impl ProxyHttp for EdgeProxy {
             upstream_started: None,
             lease: None,
             own_status: 0,
+            waf: None,
+            waf_status: 0,
             _in_flight: InFlight::enter(),
         }
     }
@@ -144,6 +168,17 @@ impl ProxyHttp for EdgeProxy {
                     ctx.own_status = cache::purge(session, &ctx.request_id).await?;
                     return Ok(true);
                 }
+                if let Some(w) = &site.waf
+                    && let Some((inspection, decision)) =
+                        waf::Inspection::start(w, session, &ctx.request_id, ctx.client_ip).await
+                {
+                    ctx.waf = Some(inspection);
+                    if let Some(status) = waf_status(decision) {
+                        ctx.own_status = status;
+                        waf_page(session, status, &ctx.request_id).await?;
+                        return Ok(true);
+                    }
+                }
                 if let UpstreamTarget::Program(spec) = &site.upstream.target {
                     match supervisor::SUPERVISOR.lease(site, spec).await {
                         Ok(lease) => ctx.lease = Some(lease),
@@ -170,6 +205,23 @@ impl ProxyHttp for EdgeProxy {
                 Ok(true)
             }
         }
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(inspection) = ctx.waf.as_mut()
+            && let Some(status) = waf_status(inspection.body(body, end_of_stream).await)
+        {
+            // fail_to_proxy answers with the block page.
+            ctx.waf_status = status;
+            return Error::e_explain(ErrorType::HTTPStatus(status), "stopped by the WAF");
+        }
+        Ok(())
     }
 
     async fn upstream_peer(
@@ -247,6 +299,19 @@ impl ProxyHttp for EdgeProxy {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
+        if ctx.waf_status > 0 {
+            let status = ctx.waf_status;
+            ctx.own_status = status;
+            if session.response_written().is_none()
+                && let Err(err) = waf_page(session, status, &ctx.request_id).await
+            {
+                warn!("could not send the WAF's {status} page: {err}");
+            }
+            return FailToProxy {
+                error_code: status,
+                can_reuse_downstream: false,
+            };
+        }
         let failure = upstream::classify(e);
         let site = ctx.site.as_ref().map_or("-", |s| s.id.as_str());
         if matches!(e.esource(), ErrorSource::Upstream) || failure.status >= 500 {
@@ -291,7 +356,11 @@ impl ProxyHttp for EdgeProxy {
         }
     }
 
-    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
+    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, e: &Error) -> bool {
+        if ctx.waf_status > 0 {
+            // A WAF stop is not a proxy error; the WAF logged it.
+            return true;
+        }
         // Upstream failures are logged by fail_to_proxy with the site and
         // cause; a client that went away is not an error of ours.
         matches!(e.esource(), ErrorSource::Upstream)
@@ -303,6 +372,9 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        if let Some(inspection) = ctx.waf.as_mut() {
+            inspection.finish();
+        }
         let resp = session.response_written();
         let status = resp.map_or(ctx.own_status, |r| r.status.as_u16());
         let Some(site) = &ctx.site else {

@@ -53,6 +53,8 @@ pub struct Site {
     /// None when `access_log.enabled: false`.
     pub access_log: Option<AccessLog>,
     pub sites_log: SitesLog,
+    /// None when the profile inspects nothing (`disabled`).
+    pub waf: Option<Arc<crate::waf::SiteWaf>>,
 }
 
 /// Where a site's requests go.
