@@ -103,6 +103,38 @@ async fn waf_page(session: &mut Session, status: u16, request_id: &str) -> Resul
     pages::respond(session, status, text, request_id).await
 }
 
+/// What is wrong with a request Pingora accepted but no origin server
+/// should see (RFC 9112 sections 3.2 and 3.2.2; what nginx refuses too).
+fn malformed(req: &RequestHeader) -> Option<&'static str> {
+    let target = req.raw_path();
+    let absolute = target.iter().position(|&b| b == b':').is_some_and(|i| {
+        i > 0
+            && target[..i]
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+            && target[i..].starts_with(b"://")
+    });
+    let origin = target.first() == Some(&b'/');
+    let asterisk = target == b"*" && req.method == http::Method::OPTIONS;
+    if !(origin || absolute || asterisk || req.method == http::Method::CONNECT) {
+        return Some("The request target must be a path starting with '/'.");
+    }
+    if req.version == http::Version::HTTP_11 {
+        let mut hosts = req.headers.get_all(http::header::HOST).iter();
+        match (hosts.next(), hosts.next()) {
+            (None, _) if !absolute => {
+                return Some("An HTTP/1.1 request must carry a Host header.");
+            }
+            (Some(_), Some(_)) => return Some("The request carries more than one Host header."),
+            (Some(h), None) if h.as_bytes().iter().all(|b| b.is_ascii_whitespace()) => {
+                return Some("The request's Host header is empty.");
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// The host a request is for: `:authority` / absolute-form authority, else `Host`.
 fn request_host(req: &RequestHeader) -> Option<String> {
     if let Some(a) = req.uri.authority() {
@@ -145,6 +177,12 @@ impl ProxyHttp for EdgeProxy {
         let req = session.req_header();
         ctx.request_id =
             request_id::for_request(req.headers.get(request_id::HEADER).map(|v| v.as_bytes()));
+        if let Some(why) = malformed(req) {
+            ctx.own_status = 400;
+            pages::respond(session, 400, why, &ctx.request_id).await?;
+            return Ok(true);
+        }
+        let req = session.req_header();
         ctx.host = request_host(req);
         ctx.peer_ip = session
             .client_addr()

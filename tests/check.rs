@@ -119,10 +119,6 @@ fn later_features_are_refused_not_ignored() {
             "        cache: { enabled: true, ttl: 10s }\n",
             "cache: the HTTP cache is not supported yet",
         ),
-        (
-            "        waf: { profile: strong }\n",
-            "waf: the web application firewall is not supported yet",
-        ),
     ] {
         let e = errors_of(&format!("{VALID}{section}"));
         assert_eq!(e.len(), 1, "{e:?}");
@@ -145,6 +141,12 @@ fn later_features_are_refused_not_ignored() {
         e[0].contains("upstream.environment: PORT is set by edgeward"),
         "{e:?}"
     );
+    // The WAF's errors carry their position too.
+    let e = errors_of(&format!(
+        "{VALID}        waf: {{ profile: strong, mode: audit }}\n"
+    ));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].starts_with("11:39: site alice/blog: waf.mode"), "{e:?}");
     // Explicitly switched off is fine.
     let (code, out) = check(&format!(
         "{VALID}        cache: {{ enabled: false }}\n        waf: {{ profile: disabled }}\n"
