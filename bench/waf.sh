@@ -7,8 +7,10 @@
 #
 # For each profile (and "off" = no WAF), each request type (a benign GET with
 # browser headers, a small benign form POST: the reference kit's get.lua /
-# post.lua) and each connection count, runs wrk -t1 against edgeward (1
-# worker thread) and nginx (1 worker process), alternating, ROUNDS times.
+# post.lua) and each connection count, runs wrk -t1 against edgeward
+# (--workers worker threads, default 1, plus the WAF engine threads, one per
+# CPU) and nginx (--workers worker processes, ModSecurity running inside
+# them), alternating, ROUNDS times.
 # Prints median req/s, p50 and p99 per cell and the edgeward/nginx req/s
 # ratio. Needs nginx, libnginx-mod-http-modsecurity, modsecurity-crs, wrk.
 set -euo pipefail
@@ -19,13 +21,15 @@ DURATION=8
 ROUNDS=2
 CONNS=(1 16)
 PROFILES=(basic strong full)
+WORKERS=1
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --duration) DURATION=$2; shift 2 ;;
         --rounds) ROUNDS=$2; shift 2 ;;
         --conns) read -r -a CONNS <<<"$2"; shift 2 ;;
         --profiles) read -r -a PROFILES <<<"$2"; shift 2 ;;
-        *) echo "usage: $0 [--duration S] [--rounds N] [--conns \"1 16\"] [--profiles \"basic strong full\"]" >&2; exit 2 ;;
+        --workers) WORKERS=$2; shift 2 ;;
+        *) echo "usage: $0 [--duration S] [--rounds N] [--conns \"1 16\"] [--profiles \"basic strong full\"] [--workers N]" >&2; exit 2 ;;
     esac
 done
 WORK=$(mktemp -d)
@@ -97,7 +101,7 @@ EOC
 {
     cat <<EOC
 load_module /usr/lib/nginx/modules/ngx_http_modsecurity_module.so;
-worker_processes 1;
+worker_processes $WORKERS;
 pid $WORK/nginx/nginx.pid;
 error_log $WORK/nginx/logs/error.log warn;
 events { worker_connections 4096; }
@@ -122,7 +126,7 @@ EOC
     cat <<EOC
 listen: ["127.0.0.1:$EW_PORT"]
 admin: { listen: "127.0.0.1:$ADMIN_PORT" }
-threads: 1
+threads: $WORKERS
 accounts:
   bench:
     log_dir: $WORK/ew-logs
@@ -220,7 +224,7 @@ done
 
 echo
 echo "WAF benchmark: wrk -t1, ${DURATION}s x $ROUNDS alternating rounds (medians); $(nproc) CPU(s)"
-echo "edgeward $("$EW" --version 2>/dev/null | head -1), 1 worker thread; $(nginx -v 2>&1), 1 worker; libmodsecurity 3.0.9; CRS 3.3.4 PL1"
+echo "$("$EW" --version 2>/dev/null | head -1): $WORKERS worker thread(s) + $(nproc) WAF engine thread(s); $(nginx -v 2>&1 | sed 's/nginx version: //'): $WORKERS worker process(es) running ModSecurity; libmodsecurity 3.0.9; CRS 3.3.4 PL1"
 echo
 printf '| request | conns | profile | edgeward req/s | p50 ms | p99 ms | nginx+modsec req/s | p50 ms | p99 ms | ratio | errors e/n |\n'
 printf '|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|\n'

@@ -126,7 +126,7 @@ pub static WAF_ENGINE_SECONDS: Lazy<HistogramVec> = Lazy::new(|| {
         HistogramVec::new(
             HistogramOpts::new(
                 "edgeward_waf_engine_seconds",
-                "Time spent in the WAF engine per request phase (headers | body), on the blocking pool.",
+                "Time spent in the WAF engine per request phase (headers | body), on the WAF's engine threads.",
             )
             .buckets(vec![
                 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -143,7 +143,7 @@ pub static WAF_HANDOFF_SECONDS: Lazy<Histogram> = Lazy::new(|| {
         Histogram::with_opts(
             HistogramOpts::new(
                 "edgeward_waf_handoff_seconds",
-                "Wall time of a WAF phase minus its engine time: the handoff to the blocking pool and back.",
+                "Wall time of a WAF phase minus its engine time: the handoff to the WAF's engine threads and back (queueing included).",
             )
             .buckets(vec![
                 0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005,

@@ -204,20 +204,64 @@ fn version_number(v: http::Version) -> (&'static str, &'static str) {
     }
 }
 
-/// Run engine work on the blocking pool; returns its result and how long
-/// the engine itself took.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The WAF's own thread pool: one engine thread per CPU, fed through a
+/// bounded queue. Engine work is CPU-bound: more threads than cores would
+/// only time-slice requests against each other (Tokio's blocking pool grows
+/// to 512 threads under load).
+struct Pool {
+    tx: tokio::sync::mpsc::Sender<Job>,
+}
+
+static POOL: once_cell::sync::Lazy<Pool> = once_cell::sync::Lazy::new(|| {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let (tx, rx) = tokio::sync::mpsc::channel::<Job>(4096);
+    let rx = Arc::new(std::sync::Mutex::new(rx));
+    for i in 0..threads {
+        let rx = rx.clone();
+        std::thread::Builder::new()
+            .name(format!("waf-{i}"))
+            .spawn(move || {
+                loop {
+                    let job = rx.lock().unwrap_or_else(|e| e.into_inner()).blocking_recv();
+                    match job {
+                        Some(job) => job(),
+                        None => return,
+                    }
+                }
+            })
+            .expect("start a WAF engine thread");
+    }
+    Pool { tx }
+});
+
+/// Run `f` on the WAF pool (never on an async worker thread).
+async fn on_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    POOL.tx
+        .send(Box::new(move || {
+            let _ = tx.send(f());
+        }))
+        .await
+        .ok()?;
+    rx.await.ok()
+}
+
+/// Run engine work on the WAF pool; returns its result and how long the
+/// engine itself took.
 async fn blocking<T: Send + 'static>(
     phase: &'static str,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, EngineError> {
     let t0 = Instant::now();
-    let (out, engine) = tokio::task::spawn_blocking(move || {
+    let (out, engine) = on_pool(move || {
         let t = Instant::now();
         let out = f();
         (out, t.elapsed())
     })
     .await
-    .map_err(|e| EngineError(format!("WAF task failed: {e}")))?;
+    .ok_or_else(|| EngineError("the WAF engine thread failed".into()))?;
     metrics::WAF_ENGINE_SECONDS
         .with_label_values(&[phase])
         .observe(engine.as_secs_f64());
@@ -304,7 +348,7 @@ impl Inspection {
             }
             let done = no_body || verdict != Verdict::Pass;
             let matches = txn.matches().to_vec();
-            // Finished transactions are freed here, on the blocking pool.
+            // Finished transactions are freed here, on the WAF pool.
             let txn = if done { None } else { Some(txn) };
             Ok::<_, EngineError>((txn, verdict, matches))
         })
