@@ -190,6 +190,33 @@ async fn each_profile_blocks_what_it_should_and_nothing_more() {
     // ... but only there: the same content elsewhere is still an attack.
     assert_eq!(post_status(p, "wp.test", "/contact.php", save).await, 403);
 
+    // edgeward's own WordPress rules: XML-RPC and user enumeration.
+    for (target, wp, full) in [
+        ("/xmlrpc.php", 403, 200),
+        ("/blog/XMLRPC.php", 403, 200),
+        ("/?author=1", 403, 200),
+        ("/?author=admin", 200, 200),
+        ("/wp-admin/edit.php?author=1", 200, 200),
+        ("/wp-json/wp/v2/users", 403, 200),
+        ("/wp-json/wp/v2/posts", 200, 200),
+    ] {
+        assert_eq!(
+            get_status(p, "wp.test", target, &[]).await,
+            wp,
+            "wordpress {target}"
+        );
+        assert_eq!(
+            get_status(p, "full.test", target, &[]).await,
+            full,
+            "full {target}"
+        );
+    }
+    let logged_in = ["Cookie: wordpress_logged_in_0123abcd=admin%7C1700000000%7Cx"];
+    assert_eq!(
+        get_status(p, "wp.test", "/wp-json/wp/v2/users", &logged_in).await,
+        200
+    );
+
     // HTTP/2 requests are inspected the same way.
     assert_eq!(get_h2c(p, "strong.test", SQLI).await.unwrap().status, 403);
     assert_eq!(get_h2c(p, "strong.test", "/ok").await.unwrap().status, 200);

@@ -156,12 +156,29 @@ pub struct ModSecRuleset {
 unsafe impl Send for ModSecRuleset {}
 unsafe impl Sync for ModSecRuleset {}
 
+struct RulesPtr(*mut RawRulesSet);
+// SAFETY: handed over whole to the thread that frees it.
+unsafe impl Send for RulesPtr {}
+
 impl Drop for ModSecRuleset {
     fn drop(&mut self) {
-        // SAFETY: the last Arc is gone; no transaction refers to it any more
-        // (every transaction holds an Arc of its rule set).
-        unsafe {
-            msc_rules_cleanup(self.rules);
+        // The last Arc is gone (every transaction holds one, so none is
+        // running). Freeing a CRS rule set takes milliseconds: not on the
+        // thread that dropped it, which may be a proxy worker finishing the
+        // last request of a replaced configuration.
+        let rules = RulesPtr(self.rules);
+        let free = move || {
+            let rules = rules;
+            // SAFETY: nothing refers to the rule set any more.
+            unsafe {
+                msc_rules_cleanup(rules.0);
+            }
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("waf-free".into())
+            .spawn(free)
+        {
+            log::warn!("could not start a thread to free an old WAF rule set ({e}); it is kept");
         }
     }
 }

@@ -32,6 +32,10 @@ const BUILTIN_FILES: [(&str, &str); 6] = [
 ];
 const BUILTIN_BASE: &str = include_str!("../../profiles/modsecurity.conf");
 const BUILTIN_SETUP: &str = include_str!("../../profiles/crs-setup.conf");
+const BUILTIN_EXTRA: [(&str, &str); 1] = [(
+    "wordpress-hardening.conf",
+    include_str!("../../profiles/wordpress-hardening.conf"),
+)];
 
 /// Rule ids edgeward uses for its own settings and score marker.
 pub const OWN_RULE_IDS: std::ops::RangeInclusive<u32> = 9_990_000..=9_990_999;
@@ -46,6 +50,9 @@ struct ProfileFile {
     rules: Vec<String>,
     #[serde(default)]
     settings: BTreeMap<String, serde_yaml::Value>,
+    /// ModSecurity rule files of our own, in the profiles directory.
+    #[serde(default)]
+    extra_rules: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -54,6 +61,8 @@ pub struct Profile {
     pub description: String,
     pub rules: Vec<String>,
     pub settings: Vec<(String, String)>,
+    /// Names of rule files from the profiles directory (`extra_rules`).
+    pub extra_rules: Vec<String>,
 }
 
 impl Profile {
@@ -71,6 +80,8 @@ pub struct ProfileSet {
     base: String,
     setup: String,
     profiles: BTreeMap<String, Profile>,
+    /// The `extra_rules` files the profiles name, by file name.
+    extra: BTreeMap<String, String>,
 }
 
 fn valid_setting_name(s: &str) -> bool {
@@ -117,11 +128,19 @@ fn parse_profile(name: &str, text: &str) -> Result<Profile, String> {
             ));
         }
     }
+    for r in &f.extra_rules {
+        if r.is_empty() || r.contains('/') || r.starts_with('.') || !r.ends_with(".conf") {
+            return Err(format!(
+                "extra_rules: {r:?} must be a file name ending in .conf in the profiles directory"
+            ));
+        }
+    }
     Ok(Profile {
         name: name.to_string(),
         description: f.description,
         rules: f.rules,
         settings,
+        extra_rules: f.extra_rules,
     })
 }
 
@@ -138,6 +157,10 @@ impl ProfileSet {
             base: BUILTIN_BASE.into(),
             setup: BUILTIN_SETUP.into(),
             profiles,
+            extra: BUILTIN_EXTRA
+                .iter()
+                .map(|(n, t)| (n.to_string(), t.to_string()))
+                .collect(),
         }
     }
 
@@ -177,11 +200,20 @@ impl ProfileSet {
                 ));
             }
         }
+        let mut extra = BTreeMap::new();
+        for p in profiles.values() {
+            for f in &p.extra_rules {
+                if !extra.contains_key(f) {
+                    extra.insert(f.clone(), read(f)?);
+                }
+            }
+        }
         Ok(ProfileSet {
             source: dir.display().to_string(),
             base,
             setup,
             profiles,
+            extra,
         })
     }
 
@@ -307,6 +339,17 @@ pub fn render(spec: &RulesetSpec<'_>) -> Result<(String, String), String> {
             return Err(format!("{path}: unusable path"));
         }
         let _ = writeln!(text, "Include \"{path}\"");
+    }
+    for f in &spec.profile.extra_rules {
+        let Some(rules) = spec.set.extra.get(f) else {
+            return Err(format!(
+                "profile {}: rule file {f} not found",
+                spec.profile.name
+            ));
+        };
+        let _ = writeln!(text, "# {f}");
+        text.push_str(rules);
+        text.push('\n');
     }
     // The inbound anomaly score, logged once per request that has one (the
     // event log's `anomaly_score`). When REQUEST-949 blocks, its own

@@ -43,7 +43,7 @@ EW_PORT=$(free_port)
 
 # Profiles: ours, plus "regression" = the reference's settings.
 mkdir -p "$RUN/profiles"
-cp "$ROOT"/profiles/*.yaml "$RUN/profiles/"
+cp "$ROOT"/profiles/* "$RUN/profiles/"
 grep -v '^SecUnicodeMapFile' "$KIT/nginx-modsec/modsec-base.conf" > "$RUN/profiles/modsecurity.conf"
 cp /etc/modsecurity/crs/crs-setup.conf "$RUN/profiles/crs-setup.conf" 2>/dev/null \
     || cp "$ROOT/profiles/crs-setup.conf" "$RUN/profiles/crs-setup.conf"
