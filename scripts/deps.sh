@@ -9,12 +9,16 @@ cd "$(dirname "$0")/.."
 want=${1:-build}
 # cmake + a C compiler: Pingora's libz-ng-sys; pkg-config for -sys crates;
 # python3: the demo site's upstream (scripts/run).
-pkgs=(ca-certificates curl build-essential cmake pkg-config python3)
+# libmodsecurity-dev + modsecurity-crs: the WAF engine (libmodsecurity 3) and
+# the OWASP Core Rule Set 3.3.4 it runs.
+pkgs=(ca-certificates curl build-essential cmake pkg-config python3
+      libmodsecurity-dev modsecurity-crs)
 # redis-server: the cache tests run a real Redis.
 case "$want" in
   build) ;;
   test) pkgs+=(redis-server) ;;
-  ci) pkgs+=(python3-venv redis-server) ;;
+  # python3-yaml: the CRS regression runner (tests/conformance/crs.sh).
+  ci) pkgs+=(python3-venv python3-yaml redis-server) ;;
   *) echo "usage: $0 build|test|ci" >&2; exit 2 ;;
 esac
 

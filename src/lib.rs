@@ -25,3 +25,4 @@ pub mod request_id;
 pub mod server;
 pub mod supervisor;
 pub mod upstream;
+pub mod waf;

@@ -108,6 +108,52 @@ pub static SITES: Lazy<IntGauge> = Lazy::new(|| {
     )
 });
 
+pub static WAF_REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "edgeward_waf_requests_total",
+                "Requests seen by the WAF, by profile and result (inspected | blocked | detected | error | excluded).",
+            ),
+            &["profile", "result"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+pub static WAF_ENGINE_SECONDS: Lazy<HistogramVec> = Lazy::new(|| {
+    register(
+        HistogramVec::new(
+            HistogramOpts::new(
+                "edgeward_waf_engine_seconds",
+                "Time spent in the WAF engine per request phase (headers | body), on the WAF's engine threads.",
+            )
+            .buckets(vec![
+                0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                0.25, 1.0,
+            ]),
+            &["phase"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+pub static WAF_HANDOFF_SECONDS: Lazy<Histogram> = Lazy::new(|| {
+    register(
+        Histogram::with_opts(
+            HistogramOpts::new(
+                "edgeward_waf_handoff_seconds",
+                "Wall time of a WAF phase minus its engine time: the handoff to the WAF's engine threads and back (queueing included).",
+            )
+            .buckets(vec![
+                0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005,
+                0.025,
+            ]),
+        )
+        .expect("valid metric"),
+    )
+});
+
 pub static CACHE_REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
     register(
         IntCounterVec::new(
@@ -173,6 +219,11 @@ pub fn init() {
     Lazy::force(&CACHE_STORED);
     Lazy::force(&CACHE_STORAGE_ERRORS);
     Lazy::force(&CACHE_EVICTIONS);
+    Lazy::force(&WAF_REQUESTS);
+    for p in ["headers", "body"] {
+        WAF_ENGINE_SECONDS.with_label_values(&[p]);
+    }
+    Lazy::force(&WAF_HANDOFF_SECONDS);
 }
 
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];

@@ -3,7 +3,7 @@
 
 use crate::config::{Config, Site, UpstreamTarget, normalize_host};
 use crate::live::{InFlight, Live};
-use crate::{cache, logs, metrics, net, pages, request_id, supervisor, upstream};
+use crate::{cache, logs, metrics, net, pages, request_id, supervisor, upstream, waf};
 use async_trait::async_trait;
 use log::warn;
 use pingora::cache::key::HashBinary;
@@ -46,6 +46,10 @@ pub struct RequestCtx {
     own_status: u16,
     /// The HTTP cache's state for this request.
     cache: cache::CacheCtx,
+    /// The WAF's inspection of this request (None: not inspected).
+    waf: Option<waf::Inspection>,
+    /// Set when the WAF stopped the request in its body phase.
+    waf_status: u16,
     _in_flight: InFlight,
 }
 
@@ -85,6 +89,56 @@ fn start_error_page(
     }
 }
 
+/// The status to answer with, if the WAF stops the request.
+fn waf_status(d: waf::Decision) -> Option<u16> {
+    match d {
+        waf::Decision::Pass => None,
+        waf::Decision::Block(status) => Some(status),
+        waf::Decision::Error => Some(500),
+    }
+}
+
+async fn waf_page(session: &mut Session, status: u16, request_id: &str) -> Result<()> {
+    let text = if status == 500 {
+        "The request could not be checked by the site's web application firewall."
+    } else {
+        "This request was blocked by the site's web application firewall."
+    };
+    pages::respond(session, status, text, request_id).await
+}
+
+/// What is wrong with a request Pingora accepted but no origin server
+/// should see (RFC 9112 sections 3.2 and 3.2.2; what nginx refuses too).
+fn malformed(req: &RequestHeader) -> Option<&'static str> {
+    let target = req.raw_path();
+    let absolute = target.iter().position(|&b| b == b':').is_some_and(|i| {
+        i > 0
+            && target[..i]
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+            && target[i..].starts_with(b"://")
+    });
+    let origin = target.first() == Some(&b'/');
+    let asterisk = target == b"*" && req.method == http::Method::OPTIONS;
+    if !(origin || absolute || asterisk || req.method == http::Method::CONNECT) {
+        return Some("The request target must be a path starting with '/'.");
+    }
+    if req.version == http::Version::HTTP_11 {
+        let mut hosts = req.headers.get_all(http::header::HOST).iter();
+        match (hosts.next(), hosts.next()) {
+            (None, _) if !absolute => {
+                return Some("An HTTP/1.1 request must carry a Host header.");
+            }
+            (Some(_), Some(_)) => return Some("The request carries more than one Host header."),
+            (Some(h), None) if h.as_bytes().iter().all(|b| b.is_ascii_whitespace()) => {
+                return Some("The request's Host header is empty.");
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// The host a request is for: `:authority` / absolute-form authority, else `Host`.
 fn request_host(req: &RequestHeader) -> Option<String> {
     if let Some(a) = req.uri.authority() {
@@ -114,6 +168,8 @@ impl ProxyHttp for EdgeProxy {
             lease: None,
             own_status: 0,
             cache: cache::CacheCtx::default(),
+            waf: None,
+            waf_status: 0,
             _in_flight: InFlight::enter(),
         }
     }
@@ -126,6 +182,12 @@ impl ProxyHttp for EdgeProxy {
         let req = session.req_header();
         ctx.request_id =
             request_id::for_request(req.headers.get(request_id::HEADER).map(|v| v.as_bytes()));
+        if let Some(why) = malformed(req) {
+            ctx.own_status = 400;
+            pages::respond(session, 400, why, &ctx.request_id).await?;
+            return Ok(true);
+        }
+        let req = session.req_header();
         ctx.host = request_host(req);
         ctx.peer_ip = session
             .client_addr()
@@ -155,6 +217,17 @@ impl ProxyHttp for EdgeProxy {
                     )
                     .await?;
                     return Ok(true);
+                }
+                if let Some(w) = &site.waf
+                    && let Some((inspection, decision)) =
+                        waf::Inspection::start(w, session, &ctx.request_id, ctx.client_ip).await
+                {
+                    ctx.waf = Some(inspection);
+                    if let Some(status) = waf_status(decision) {
+                        ctx.own_status = status;
+                        waf_page(session, status, &ctx.request_id).await?;
+                        return Ok(true);
+                    }
                 }
                 if let UpstreamTarget::Program(spec) = &site.upstream.target {
                     match supervisor::SUPERVISOR.lease(site, spec).await {
@@ -248,6 +321,23 @@ impl ProxyHttp for EdgeProxy {
         cache::should_serve_stale(session, &ctx.cache, error)
     }
 
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(inspection) = ctx.waf.as_mut()
+            && let Some(status) = waf_status(inspection.body(body, end_of_stream).await)
+        {
+            // fail_to_proxy answers with the block page.
+            ctx.waf_status = status;
+            return Error::e_explain(ErrorType::HTTPStatus(status), "stopped by the WAF");
+        }
+        Ok(())
+    }
+
     async fn upstream_peer(
         &self,
         _session: &mut Session,
@@ -333,6 +423,19 @@ impl ProxyHttp for EdgeProxy {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
+        if ctx.waf_status > 0 {
+            let status = ctx.waf_status;
+            ctx.own_status = status;
+            if session.response_written().is_none()
+                && let Err(err) = waf_page(session, status, &ctx.request_id).await
+            {
+                warn!("could not send the WAF's {status} page: {err}");
+            }
+            return FailToProxy {
+                error_code: status,
+                can_reuse_downstream: false,
+            };
+        }
         let failure = upstream::classify(e);
         let site = ctx.site.as_ref().map_or("-", |s| s.id.as_str());
         if matches!(e.esource(), ErrorSource::Upstream) || failure.status >= 500 {
@@ -377,7 +480,11 @@ impl ProxyHttp for EdgeProxy {
         }
     }
 
-    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
+    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, e: &Error) -> bool {
+        if ctx.waf_status > 0 {
+            // A WAF stop is not a proxy error; the WAF logged it.
+            return true;
+        }
         // Upstream failures are logged by fail_to_proxy with the site and
         // cause; a client that went away is not an error of ours.
         matches!(e.esource(), ErrorSource::Upstream)
@@ -389,6 +496,9 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        if let Some(inspection) = ctx.waf.as_mut() {
+            inspection.finish();
+        }
         let resp = session.response_written();
         let status = resp.map_or(ctx.own_status, |r| r.status.as_u16());
         let Some(site) = &ctx.site else {

@@ -51,7 +51,6 @@ pub struct SupervisorFile {
 /// Global `waf:` section.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)] // shape checked now; read once its feature lands
 pub struct WafFile {
     pub crs_dir: Option<String>,
     pub profiles_dir: Option<String>,

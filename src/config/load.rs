@@ -10,9 +10,10 @@ use super::runtime::{Config, ProgramSpec, Router, Site, Upstream, UpstreamTarget
 use super::units::ConfDuration;
 use super::{ConfigError, ConfigErrors};
 use crate::cache::settings::{self as cache_settings, CacheSettings, SiteCache, StorageSettings};
-use crate::logs::{AccessLog, Format, SitesLog};
+use crate::logs::{AccessLog, Format, LogFile, SitesLog};
 use crate::metrics::SiteMetrics;
 use crate::net::Cidr;
+use crate::waf;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
@@ -222,6 +223,7 @@ impl Loader {
         let mut trusted: Option<Vec<String>> = None;
         let mut port_range = DEFAULT_PORTS;
         let mut cache = CacheSettings::default();
+        let mut waf_file: Option<WafFile> = None;
 
         for (k, v) in root {
             let Some(key) = k.as_str().map(str::to_string) else {
@@ -285,14 +287,8 @@ impl Loader {
                     None => ok = false,
                 },
                 "waf" => {
-                    if self.de::<WafFile>(v, &p, "").is_some() {
-                        self.err_key(
-                            &p,
-                            "",
-                            "waf: the web application firewall is not supported yet by this version of edgeward",
-                        );
-                    }
-                    ok = false;
+                    waf_file = self.de::<WafFile>(v, &p, "");
+                    ok &= waf_file.is_some();
                 }
                 "accounts" => match v {
                     Value::Mapping(m) => {
@@ -431,6 +427,13 @@ impl Loader {
             }
         }
 
+        let waf = match &waf_file {
+            Some(w) => self.waf_settings(w),
+            None => Some(waf::Settings::default()),
+        };
+        ok &= waf.is_some();
+        let waf = waf.unwrap_or_default();
+
         // Accounts and sites.
         let mut sites: Vec<Arc<Site>> = Vec::new();
         let mut router = Router::default();
@@ -479,7 +482,6 @@ impl Loader {
                     None
                 };
                 ok &= addresses.is_some();
-                ok &= self.unsupported_sections(&site, &sp, &scope);
                 let u = &site.upstream;
                 let upstream = if shape_ok || u.address.is_some() || u.command.is_some() {
                     self.upstream(u, &child(&sp, "upstream"), &scope)
@@ -488,8 +490,15 @@ impl Loader {
                 };
                 let access_log = self.access_log(&site, &sp, &scope, &name, &log_dir);
                 let site_cache = self.site_cache(&site, &sp, &scope);
-                let (Some(addresses), Some(upstream), Some(access_log), Some(site_cache)) =
-                    (addresses, upstream, access_log, site_cache)
+                let sites_log = SitesLog::new(&log_dir, &name);
+                let site_waf = self.site_waf(&site, &sp, &scope, &id, &waf, &sites_log);
+                let (
+                    Some(addresses),
+                    Some(upstream),
+                    Some(access_log),
+                    Some(site_waf),
+                    Some(site_cache),
+                ) = (addresses, upstream, access_log, site_waf, site_cache)
                 else {
                     ok = false;
                     continue;
@@ -497,7 +506,8 @@ impl Loader {
                 sites.push(Arc::new(Site {
                     metrics: SiteMetrics::new(&id),
                     access_log,
-                    sites_log: SitesLog::new(&log_dir, &name),
+                    sites_log,
+                    waf: site_waf,
                     id,
                     account: account.clone(),
                     name,
@@ -728,27 +738,181 @@ impl Loader {
         ok.then_some(out)
     }
 
-    /// Sections whose feature has not landed yet: parsed, then refused.
-    fn unsupported_sections(&mut self, site: &SiteFile, sp: &[String], scope: &str) -> bool {
+    /// The global `waf:` section.
+    fn waf_settings(&mut self, w: &WafFile) -> Option<waf::Settings> {
+        let p = path_of(&["waf"]);
         let mut ok = true;
-        if let Some(waf) = &site.waf {
-            let disabled_only = waf.profile.as_deref().is_none_or(|p| p == "disabled")
-                && waf.exclude_rules.is_none()
-                && waf.exclude_paths.is_none()
-                && waf.exclude_ips.is_none()
-                && waf.paranoia_level.is_none()
-                && waf.anomaly_threshold.is_none()
-                && waf.mode.is_none();
-            if !disabled_only {
-                self.err_key(
-                    &child(sp, "waf"),
-                    scope,
-                    "waf: the web application firewall is not supported yet by this version of edgeward (only `profile: disabled` is accepted)",
+        let mut settings = waf::Settings::default();
+        if let Some(dir) = &w.crs_dir {
+            let dir = absolute(Path::new(dir));
+            // Checked here even if no site uses the WAF yet: a wrong path
+            // must not wait for the first site to show up.
+            if let Err(e) = std::fs::read_dir(dir.join("rules")) {
+                self.err_value(
+                    &child(&p, "crs_dir"),
+                    "",
+                    format!(
+                        "waf.crs_dir: cannot read the CRS rules in {}: {e}",
+                        dir.join("rules").display()
+                    ),
                 );
                 ok = false;
             }
+            settings.crs_dir = dir;
         }
-        ok
+        if let Some(dir) = &w.profiles_dir {
+            match waf::ProfileSet::load(&absolute(Path::new(dir))) {
+                Ok(set) => settings.profiles = Arc::new(set),
+                Err(e) => {
+                    self.err_value(
+                        &child(&p, "profiles_dir"),
+                        "",
+                        format!("waf.profiles_dir: {e}"),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        if let Some(file) = &w.event_log {
+            if file.trim().is_empty() {
+                self.err_value(
+                    &child(&p, "event_log"),
+                    "",
+                    "waf.event_log: must not be empty",
+                );
+                ok = false;
+            } else {
+                settings.event_log = Some(LogFile::new(absolute(Path::new(file))));
+            }
+        }
+        if let Some(limit) = &w.body_limit {
+            let n = limit.0;
+            if !(1024..=64 * 1024 * 1024).contains(&n) {
+                self.err_value(
+                    &child(&p, "body_limit"),
+                    "",
+                    "waf.body_limit: must be between 1KiB and 64MiB",
+                );
+                ok = false;
+            }
+            settings.body_limit = usize::try_from(n).unwrap_or(waf::DEFAULT_BODY_LIMIT);
+        }
+        ok.then_some(settings)
+    }
+
+    /// A site's `waf:` section: Some(None) when nothing is inspected.
+    fn site_waf(
+        &mut self,
+        site: &SiteFile,
+        sp: &[String],
+        scope: &str,
+        id: &str,
+        settings: &waf::Settings,
+        sites_log: &SitesLog,
+    ) -> Option<Option<Arc<waf::SiteWaf>>> {
+        let Some(w) = &site.waf else {
+            return Some(None);
+        };
+        let wp = child(sp, "waf");
+        let mut ok = true;
+        let mode = match w.mode.as_deref() {
+            None | Some("block") => waf::Mode::Block,
+            Some("detect") => waf::Mode::Detect,
+            Some(other) => {
+                self.err_value(
+                    &child(&wp, "mode"),
+                    scope,
+                    format!("waf.mode: {other:?} is not a mode; expected block or detect"),
+                );
+                ok = false;
+                waf::Mode::Block
+            }
+        };
+        if let Some(pl) = w.paranoia_level
+            && !(1..=4).contains(&pl)
+        {
+            self.err_value(
+                &child(&wp, "paranoia_level"),
+                scope,
+                "waf.paranoia_level: must be 1, 2, 3 or 4",
+            );
+            ok = false;
+        }
+        if w.anomaly_threshold == Some(0) || w.anomaly_threshold.is_some_and(|t| t > 10_000) {
+            self.err_value(
+                &child(&wp, "anomaly_threshold"),
+                scope,
+                "waf.anomaly_threshold: must be between 1 and 10000",
+            );
+            ok = false;
+        }
+        let mut exclude_rules = Vec::new();
+        for (i, r) in w.exclude_rules.iter().flatten().enumerate() {
+            match u32::try_from(*r) {
+                Ok(id) if id > 0 => exclude_rules.push(id),
+                _ => {
+                    self.err_value(
+                        &item(&child(&wp, "exclude_rules"), i),
+                        scope,
+                        format!("waf.exclude_rules: {r} is not a rule id"),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        exclude_rules.sort_unstable();
+        exclude_rules.dedup();
+        let mut exclude_paths = Vec::new();
+        for (i, pat) in w.exclude_paths.iter().flatten().enumerate() {
+            if !pat.starts_with('/') && !pat.starts_with('*') {
+                self.err_value(
+                    &item(&child(&wp, "exclude_paths"), i),
+                    scope,
+                    format!("waf.exclude_paths: {pat:?} must start with '/' (or '*')"),
+                );
+                ok = false;
+            } else {
+                exclude_paths.push(pat.clone());
+            }
+        }
+        let mut exclude_ips = Vec::new();
+        for (i, c) in w.exclude_ips.iter().flatten().enumerate() {
+            match c.parse::<Cidr>() {
+                Ok(c) => exclude_ips.push(c),
+                Err(why) => {
+                    self.err_value(
+                        &item(&child(&wp, "exclude_ips"), i),
+                        scope,
+                        format!("waf.exclude_ips: {why}"),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        if !ok {
+            return None;
+        }
+        let profile = w.profile.as_deref().unwrap_or("disabled");
+        match waf::site_waf(
+            settings,
+            waf::SiteSpec {
+                site: id,
+                profile,
+                paranoia_level: w.paranoia_level,
+                anomaly_threshold: w.anomaly_threshold,
+                mode,
+                exclude_rules,
+                exclude_paths,
+                exclude_ips,
+                sites_log: sites_log.clone(),
+            },
+        ) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                self.err_value(&child(&wp, "profile"), scope, format!("waf.{e}"));
+                None
+            }
+        }
     }
 
     fn upstream(&mut self, u: &UpstreamFile, up: &[String], scope: &str) -> Option<Upstream> {

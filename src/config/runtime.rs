@@ -57,6 +57,8 @@ pub struct Site {
     pub sites_log: SitesLog,
     /// The site's `cache:` section.
     pub cache: crate::cache::SiteCache,
+    /// None when the profile inspects nothing (`disabled`).
+    pub waf: Option<Arc<crate::waf::SiteWaf>>,
 }
 
 /// Where a site's requests go.

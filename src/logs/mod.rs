@@ -3,7 +3,7 @@
 //! the supervisor and the WAF write `[date] message` lines. All writing goes
 //! through one writer thread (`writer.rs`); request threads never block on it.
 
-mod escape;
+pub mod escape;
 mod template;
 mod writer;
 

@@ -120,6 +120,23 @@ impl Upstream {
                                     String::from_utf8_lossy(v.as_bytes())
                                 ));
                             }
+                            // A request body is read whole and summed up
+                            // after the headers.
+                            let received = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            if !received.is_empty() {
+                                body.push_str(&format!(
+                                    "received-body-bytes: {}\nreceived-body-tail: {}\n",
+                                    received.len(),
+                                    String::from_utf8_lossy(
+                                        &received[received.len().saturating_sub(32)..]
+                                    )
+                                ));
+                            }
                             Ok::<_, Infallible>(
                                 Response::builder()
                                     .header("content-type", "text/plain")
