@@ -282,7 +282,7 @@ impl ProxyHttp for EdgeProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<bool> {
-        let go = cache::proxy_upstream_filter(session, &ctx.cache, &ctx.request_id).await?;
+        let go = cache::proxy_upstream_filter(session, &mut ctx.cache, &ctx.request_id).await?;
         if !go {
             ctx.own_status = 504;
         }

@@ -403,6 +403,7 @@ both!(
     not_stored_list,
     cache_lock_prevents_stampede,
     large_objects_stream_uncached,
+    range_requests,
 );
 
 // ------------------------------------------------------------------- cases
@@ -895,6 +896,47 @@ async fn large_objects_stream_uncached(storage: Storage) {
     }
     assert_eq!(w.origin.hits("/small"), 1);
     assert_eq!(w.origin.hits("/big"), 2);
+}
+
+async fn range_requests(storage: Storage) {
+    let w = world(storage).await;
+    // A stored object answers ranges itself.
+    w.get("blog.test", "/r-cached").await;
+    let r = w
+        .req("GET", "blog.test", "/r-cached", &[("range", "bytes=0-3")])
+        .await;
+    assert_eq!((r.status, r.body.as_str()), (206, "/r-c"));
+    assert!(is_hit(&r), "{}", cache_status(&r));
+    assert_eq!(w.origin.hits("/r-cached"), 1);
+    // A range that misses goes to the origin with its Range, and what comes
+    // back (here the origin's whole 200) is not stored.
+    let r = w
+        .req("GET", "blog.test", "/r-miss", &[("range", "bytes=0-3")])
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(
+        cache_status(&r).contains("detail=range"),
+        "{}",
+        cache_status(&r)
+    );
+    assert_eq!(
+        w.origin.last_headers("/r-miss").get("range").unwrap(),
+        "bytes=0-3"
+    );
+    assert_eq!(w.get("blog.test", "/r-miss").await.body, "/r-miss #2");
+    // A 206 from the origin is never stored as the object.
+    w.origin.set(
+        "/p206",
+        206,
+        &[
+            ("cache-control", "max-age=60"),
+            ("content-range", "bytes 0-4/10"),
+        ],
+    );
+    w.get("blog.test", "/p206").await;
+    let r = w.get("blog.test", "/p206").await;
+    assert!(!is_hit(&r), "{}", cache_status(&r));
+    assert_eq!(w.origin.hits("/p206"), 2);
 }
 
 // ------------------------------------------------------ storage-specific

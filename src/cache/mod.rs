@@ -237,12 +237,25 @@ pub fn hit_filter(meta: &CacheMeta, is_fresh: bool, cc: &mut CacheCtx) -> Option
     decision
 }
 
-/// `proxy_upstream_filter`: `only-if-cached` never goes to the origin.
+/// `proxy_upstream_filter`: `only-if-cached` never goes to the origin; a
+/// range request that missed goes to the origin as it is (with its `Range`)
+/// and is not stored, rather than fetching the whole object (which may be
+/// too large to store) for a few bytes.
 pub async fn proxy_upstream_filter(
     session: &mut Session,
-    cc: &CacheCtx,
+    cc: &mut CacheCtx,
     request_id: &str,
 ) -> Result<bool> {
+    if cc.enabled
+        && session.cache.enabled()
+        && session
+            .req_header()
+            .headers
+            .contains_key(http::header::RANGE)
+    {
+        session.cache.disable(NoCacheReason::Custom("range"));
+        cc.not_stored = Some("range");
+    }
     if cc.enabled && cc.req.only_if_cached {
         pages::respond(
             session,

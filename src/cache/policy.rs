@@ -17,8 +17,9 @@ const DELTA_MAX: u64 = 2_147_483_648;
 /// while the origin cannot be reached (connection refused, reset, timeout).
 pub const DISCONNECTED_STALE: Duration = Duration::from_secs(300);
 
-/// Statuses the provider stores (PRODUCT.md, "not stored" list).
-const STORABLE_STATUS: &[u16] = &[200, 203, 204, 206, 300, 301, 404, 405, 410, 414, 501];
+/// Statuses the provider stores (PRODUCT.md, "not stored" list), minus 206:
+/// a partial response is never stored as if it were the whole object.
+const STORABLE_STATUS: &[u16] = &[200, 203, 204, 300, 301, 404, 405, 410, 414, 501];
 /// Statuses that may get heuristic freshness (RFC 9110 15.1).
 const HEURISTIC_STATUS: &[u16] = &[200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501];
 
@@ -348,6 +349,9 @@ pub fn storable(
     now: SystemTime,
 ) -> Result<CacheMeta, NotStored> {
     let status = resp.status.as_u16();
+    if status == 206 {
+        return Err("partial");
+    }
     if !STORABLE_STATUS.contains(&status) {
         return Err("status");
     }
@@ -635,6 +639,10 @@ mod tests {
         assert_eq!(
             ok(&plain, &resp(302, &[("cache-control", "max-age=60")])).err(),
             Some("status")
+        );
+        assert_eq!(
+            ok(&plain, &resp(206, &[("cache-control", "max-age=60")])).err(),
+            Some("partial")
         );
         let mut no_ct = ResponseHeader::build(200, None).unwrap();
         no_ct.append_header("cache-control", "max-age=60").unwrap();
