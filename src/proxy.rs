@@ -423,6 +423,10 @@ impl ProxyHttp for EdgeProxy {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
+        // The connection is not reused after this (can_reuse_downstream is
+        // false below): say so in the page, or a client that reuses it at once
+        // sees its next request fail.
+        session.set_keepalive(None);
         if ctx.waf_status > 0 {
             let status = ctx.waf_status;
             ctx.own_status = status;
