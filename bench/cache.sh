@@ -352,10 +352,14 @@ echo "| object | memory/nginx | redis/nginx | memory/varnish | redis/varnish |"
 echo "|-------:|-------------:|------------:|---------------:|--------------:|"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 for s in "${SIZE_LIST[@]}"; do
+    # shellcheck disable=SC2086  # intentional word splitting of the value lists
+    m=$(median ${RPS[$s,edgeward-memory]})
     # shellcheck disable=SC2086
-    m=$(median ${RPS[$s,edgeward-memory]}); rd=$(median ${RPS[$s,edgeward-redis]})
+    rd=$(median ${RPS[$s,edgeward-redis]})
     # shellcheck disable=SC2086
-    n=$(median ${RPS[$s,nginx]}); v=$(median ${RPS[$s,varnish]})
+    n=$(median ${RPS[$s,nginx]})
+    # shellcheck disable=SC2086
+    v=$(median ${RPS[$s,varnish]})
     printf '| %s KiB | %s | %s | %s | %s |\n' "$s" "$(ratio "$m" "$n")" "$(ratio "$rd" "$n")" \
         "$(ratio "$m" "$v")" "$(ratio "$rd" "$v")"
 done

@@ -47,7 +47,7 @@ for storage in "${STORAGES[@]}"; do
             rport=$(free_port)
             redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no \
                 --dir "$WORK" >"$WORK/redis.log" 2>&1 &
-            PIDS+=($!)
+            PIDS+=("$!")
             wait_port "$rport" || { echo "redis-server did not start" >&2; exit 1; }
             cache_cfg="  storage: redis
   redis: { url: \"redis://127.0.0.1:$rport/0\", key_prefix: \"conformance:\", timeout: ${REDIS_TIMEOUT:-250ms} }" ;;
@@ -71,7 +71,7 @@ accounts:
 YAML
     RUST_LOG=warn "$BIN" run -c "$WORK/$storage/edgeward.yaml" >"$WORK/$storage/edgeward.log" 2>&1 &
     ew=$!
-    PIDS+=($ew)
+    PIDS+=("$ew")
     wait_port "$port" || { cat "$WORK/$storage/edgeward.log" >&2; exit 1; }
     echo "== storage: $storage" >&2
     CACHE_TESTS_DIR="$SUITE" "$KIT/run-suite.sh" "http://127.0.0.1:$port" \
