@@ -116,7 +116,7 @@ pub fn split_primary(p: &[u8]) -> Option<(&str, &str)> {
 
 // ------------------------------------------------------------ storage
 
-static STORE: OnceLock<(StorageSettings, &'static dyn Store)> = OnceLock::new();
+static STORE: OnceLock<&'static dyn Store> = OnceLock::new();
 
 /// Readers wait for the one request filling an entry (no stampede); a
 /// writer that takes longer than this loses the lock.
@@ -126,7 +126,7 @@ static LOCK: Lazy<&'static CacheKeyLockImpl> =
 /// The process's storage, created from the first configuration that needs
 /// it (a storage change takes effect at the next restart).
 pub fn store(settings: &CacheSettings) -> &'static dyn Store {
-    let (_, store) = STORE.get_or_init(|| {
+    *STORE.get_or_init(|| {
         let store: &'static dyn Store = match &settings.storage {
             StorageSettings::Memory { max_size } => Box::leak(Box::new(memory::MemoryStore::new(
                 *max_size,
@@ -152,10 +152,8 @@ pub fn store(settings: &CacheSettings) -> &'static dyn Store {
             }
         };
         info!("cache: {} storage", store.kind());
-        (settings.storage.clone(), store)
-    });
-    // A changed storage takes effect at the next restart (live.rs warns).
-    *store
+        store
+    })
 }
 
 // ------------------------------------------------------- per request
