@@ -1,4 +1,11 @@
 use clap::{Parser, Subcommand};
+
+/// mimalloc is the allocator of the whole process: Rust's, and (its
+/// `override` feature exports malloc/free) libmodsecurity's, which allocates
+/// and frees a great deal per request on the WAF's engine threads, where
+/// glibc's malloc cost ~30 % of the engine's time.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -606,3 +606,71 @@ fn check_refuses_a_broken_crs_path_and_profiles() {
     ));
     assert_eq!(code, 0, "{out}");
 }
+
+#[tokio::test]
+async fn raw_attack_bytes_reach_the_waf_and_malformed_requests_do_not_pass() {
+    let up = Upstream::start("app", Behaviour::Echo).await;
+    let ew = Edgeward::start(&config(&up.address())).await;
+    let p = ew.port;
+    // Raw `<`, `>` and `"` in the target (as attack tools send them): not
+    // refused by the front end, inspected by the WAF...
+    let target = "/?x=<script>alert(\"1\")</script>";
+    let (status, _) = raw(p, &req("GET", "strong.test", target, &[], b"")).await;
+    assert_eq!(status, 403);
+    // ... and sent upstream byte for byte where no WAF runs (to a bare TCP
+    // upstream: HTTP libraries refuse such targets themselves).
+    let lax = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let lax_addr = lax.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = lax.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let line = head
+                    .split(|&b| b == b'\r')
+                    .next()
+                    .unwrap_or_default()
+                    .to_vec();
+                let mut resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    line.len()
+                )
+                .into_bytes();
+                resp.extend_from_slice(&line);
+                let _ = s.write_all(&resp).await;
+            });
+        }
+    });
+    let ew2 = Edgeward::start(&format!(
+        "listen: [\"{{listen}}\"]\naccounts:\n  t:\n    log_dir: \"{{dir}}/t\"\n    sites:\n      lax:\n        addresses: [lax.test]\n        upstream: {{ address: \"{lax_addr}\" }}\n"
+    ))
+    .await;
+    let (status, body) = raw(ew2.port, &req("GET", "lax.test", target, &[], b"")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.ends_with(&format!("GET {target} HTTP/1.1")), "{body}");
+
+    // What no origin server should see: 400 from edgeward (as nginx does).
+    for bad in [
+        b"GET \\ HTTP/1.1\r\nHost: off.test\r\nConnection: close\r\n\r\n".to_vec(),
+        b"GET index.html HTTP/1.1\r\nHost: off.test\r\nConnection: close\r\n\r\n".to_vec(),
+        b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n".to_vec(),
+        b"GET / HTTP/1.1\r\nHost: \r\nConnection: close\r\n\r\n".to_vec(),
+        b"GET / HTTP/1.1\r\nHost: off.test\r\nHost: strong.test\r\nConnection: close\r\n\r\n"
+            .to_vec(),
+    ] {
+        let (status, _) = raw(p, &bad).await;
+        assert_eq!(status, 400, "{}", String::from_utf8_lossy(&bad));
+    }
+    // Still fine: absolute-form, OPTIONS *, HTTP/1.0 without Host (default
+    // site absent: 404, not 400).
+    let abs = b"GET http://off.test/abs HTTP/1.1\r\nHost: off.test\r\nConnection: close\r\n\r\n";
+    assert_eq!(raw(p, abs).await.0, 200);
+    let old = b"GET / HTTP/1.0\r\nUser-Agent: test\r\n\r\n";
+    assert_eq!(raw(p, old).await.0, 404);
+}

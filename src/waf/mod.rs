@@ -215,7 +215,11 @@ struct Pool {
 }
 
 static POOL: once_cell::sync::Lazy<Pool> = once_cell::sync::Lazy::new(|| {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let threads = std::env::var("EDGEWARD_WAF_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| (1..=1024).contains(n))
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let (tx, rx) = tokio::sync::mpsc::channel::<Job>(4096);
     let rx = Arc::new(std::sync::Mutex::new(rx));
     for i in 0..threads {
@@ -226,7 +230,11 @@ static POOL: once_cell::sync::Lazy<Pool> = once_cell::sync::Lazy::new(|| {
                 loop {
                     let job = rx.lock().unwrap_or_else(|e| e.into_inner()).blocking_recv();
                     match job {
-                        Some(job) => job(),
+                        // A panic fails that one request (closed: 500), not
+                        // the thread.
+                        Some(job) => {
+                            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                        }
                         None => return,
                     }
                 }
