@@ -249,4 +249,4 @@ done
 curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '
     /^edgeward_waf_handoff_seconds_sum/ { hs = $2 } /^edgeward_waf_handoff_seconds_count/ { hc = $2 }
     /^edgeward_waf_engine_seconds_sum/ { es += $2 } /^edgeward_waf_engine_seconds_count/ { ec += $2 }
-    END { if (hc > 0) printf "\nedgeward WAF phases: %d; mean engine time %.1f us; mean blocking-pool handoff %.1f us per phase\n", hc, es / ec * 1e6, hs / hc * 1e6 }'
+    END { if (hc > 0) printf "\nedgeward WAF phases: %d; mean engine time %.1f us; mean handoff to the engine threads and back %.1f us per phase (queueing included)\n", hc, es / ec * 1e6, hs / hc * 1e6 }'
