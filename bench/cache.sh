@@ -140,15 +140,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-read -r UP_PORT EWM_PORT EWR_PORT NX_PORT VA_PORT RD_PORT < <(python3 -c '
-import socket
-socks = []
-for _ in range(6):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-')
+read -r UP_PORT EWM_PORT EWR_PORT NX_PORT VA_PORT RD_PORT < <(free_ports 6)
 [[ -n "${RD_PORT:-}" ]] || die "could not pick free ports"
 log "work dir $WORK"
 

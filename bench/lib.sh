@@ -17,6 +17,20 @@ start_bg() {
     PIDS+=("$LAST_PID")
 }
 
+# free_ports N: N distinct free loopback ports on one line (all bound at
+# once, then released).
+free_ports() {
+    python3 -c '
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+' "$1"
+}
+
 # Poll URL (with Host: HOST) until 200, with a deadline in seconds.
 wait_ready() {
     local name=$1 pid=$2 url=$3 host=$4 deadline=$(( SECONDS + $5 )) code

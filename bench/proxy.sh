@@ -147,15 +147,7 @@ trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- ports
 # Bind all three sockets at once so the ports are distinct, then release them.
-read -r UP_PORT PORT_A PORT_B < <(python3 -c '
-import socket
-socks = []
-for _ in range(3):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-')
+read -r UP_PORT PORT_A PORT_B < <(free_ports 3)
 [[ -n "${PORT_B:-}" ]] || die "could not pick free ports"
 log "work dir $WORK; ports: upstream=$UP_PORT edgeward=$PORT_A nginx=$PORT_B"
 

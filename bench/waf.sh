@@ -51,12 +51,11 @@ log "building edgeward (release)"
 cargo build --release --quiet
 EW=$ROOT/target/release/edgeward
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-BACKEND=$(free_port)
-EW_PORT=$(free_port)
-ADMIN_PORT=$(free_port)
+read -r -a PORTS < <(free_ports $(( 4 + ${#PROFILES[@]} )))
+BACKEND=${PORTS[0]} EW_PORT=${PORTS[1]} ADMIN_PORT=${PORTS[2]}
 declare -A NGX_PORT
-for p in off "${PROFILES[@]}"; do NGX_PORT[$p]=$(free_port); done
+i=3
+for p in off "${PROFILES[@]}"; do NGX_PORT[$p]=${PORTS[$i]}; i=$(( i + 1 )); done
 
 # ---- the ModSecurity rule files nginx loads: the same text edgeward compiles
 # for each profile (base, setup, PL1/threshold 5, the profile's CRS files in

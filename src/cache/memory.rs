@@ -3,7 +3,7 @@
 //! per-site index of URLs for PURGE. An entry becomes visible only when its
 //! body is complete, so a half-written response is never served.
 
-use super::{Store, UrlMatch, split_primary};
+use super::{MissBody, Store, UrlMatch, split_primary};
 use crate::metrics;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -216,8 +216,7 @@ impl Storage for MemoryStore {
             meta: Some(Meta::of(meta)),
             site: site.into(),
             url: url.into(),
-            body: Vec::new(),
-            len: 0,
+            body: MissBody::new(self.max_object_size),
         }))
     }
 
@@ -305,25 +304,14 @@ struct MemoryMiss {
     meta: Option<Meta>,
     site: Arc<str>,
     url: Arc<str>,
-    body: Vec<Bytes>,
-    len: usize,
+    body: MissBody,
 }
 
 #[async_trait]
 impl HandleMiss for MemoryMiss {
     async fn write_body(&mut self, data: Bytes, _eof: bool) -> Result<()> {
-        if self.meta.is_none() {
-            return Ok(());
-        }
-        self.len += data.len();
-        if self.len > self.store.max_object_size {
-            // Too large: this response streams through uncached.
+        if self.meta.is_some() && !self.body.push(data) {
             self.meta = None;
-            self.body.clear();
-            return Ok(());
-        }
-        if !data.is_empty() {
-            self.body.push(data);
         }
         Ok(())
     }
@@ -332,14 +320,15 @@ impl HandleMiss for MemoryMiss {
         let Some(meta) = self.meta else {
             return Ok(MissFinishType::Created(0));
         };
-        let body = if self.body.len() == 1 {
-            self.body.into_iter().next().unwrap_or_default()
-        } else {
-            let mut b = Vec::with_capacity(self.len);
-            for c in &self.body {
-                b.extend_from_slice(c);
+        let body = match self.body.parts() {
+            [one] => one.clone(),
+            parts => {
+                let mut b = Vec::with_capacity(self.body.len());
+                for c in parts {
+                    b.extend_from_slice(c);
+                }
+                Bytes::from(b)
             }
-            Bytes::from(b)
         };
         let size = meta.weight() + body.len() + self.url.len() + ENTRY_OVERHEAD;
         self.store.insert(

@@ -15,6 +15,46 @@ pub mod policy;
 pub mod redis;
 pub mod settings;
 
+/// A response body collected while it streams to the client, to be stored
+/// at the end; given up (and freed) once it outgrows `max_object_size`, so
+/// that larger responses stream through uncached.
+pub(crate) struct MissBody {
+    parts: Vec<bytes::Bytes>,
+    len: usize,
+    max: usize,
+}
+
+impl MissBody {
+    pub(crate) fn new(max: usize) -> MissBody {
+        MissBody {
+            parts: Vec::new(),
+            len: 0,
+            max,
+        }
+    }
+
+    /// Add a chunk; false (and nothing kept) once the body is too large.
+    pub(crate) fn push(&mut self, data: bytes::Bytes) -> bool {
+        self.len += data.len();
+        if self.len > self.max {
+            self.parts = Vec::new();
+            return false;
+        }
+        if !data.is_empty() {
+            self.parts.push(data);
+        }
+        true
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn parts(&self) -> &[bytes::Bytes] {
+        &self.parts
+    }
+}
+
 pub use settings::{CacheSettings, SiteCache, StorageSettings};
 
 use crate::config::{Config, Site, normalize_host};

@@ -9,7 +9,7 @@
 //! The connection manager reconnects by itself.
 
 use super::memory::BodyHit;
-use super::{Store, UrlMatch, split_primary};
+use super::{MissBody, Store, UrlMatch, split_primary};
 use crate::metrics;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -278,8 +278,7 @@ impl Storage for RedisStore {
             hex: key.combined(),
             meta: if ready { meta.serialize().ok() } else { None },
             ttl: Self::ttl(meta),
-            body: Vec::new(),
-            len: 0,
+            body: MissBody::new(self.max_object_size),
         }))
     }
 
@@ -457,24 +456,14 @@ struct RedisMiss {
     /// None: nothing is stored (too large, or no site in the key).
     meta: Option<(Vec<u8>, Vec<u8>)>,
     ttl: Duration,
-    body: Vec<Bytes>,
-    len: usize,
+    body: MissBody,
 }
 
 #[async_trait]
 impl HandleMiss for RedisMiss {
     async fn write_body(&mut self, data: Bytes, _eof: bool) -> Result<()> {
-        if self.meta.is_none() {
-            return Ok(());
-        }
-        self.len += data.len();
-        if self.len > self.store.max_object_size {
+        if self.meta.is_some() && !self.body.push(data) {
             self.meta = None;
-            self.body.clear();
-            return Ok(());
-        }
-        if !data.is_empty() {
-            self.body.push(data);
         }
         Ok(())
     }
@@ -486,7 +475,7 @@ impl HandleMiss for RedisMiss {
         // Re-cut the body into fixed-size chunks.
         let mut chunks: Vec<Vec<u8>> = Vec::new();
         let mut cur: Vec<u8> = Vec::new();
-        for b in &self.body {
+        for b in self.body.parts() {
             let mut rest = &b[..];
             while !rest.is_empty() {
                 let take = (CHUNK - cur.len()).min(rest.len());
@@ -553,6 +542,6 @@ impl HandleMiss for RedisMiss {
         if written.is_some() {
             metrics::CACHE_STORED.with_label_values(&["redis"]).inc();
         }
-        Ok(MissFinishType::Created(self.len))
+        Ok(MissFinishType::Created(self.body.len()))
     }
 }

@@ -34,9 +34,9 @@ pub struct RuleMatch {
 
 /// The request as the engine sees it.
 pub struct Request<'a> {
-    pub client_ip: String,
+    pub client_ip: &'a str,
     pub client_port: u16,
-    pub server_ip: String,
+    pub server_ip: &'a str,
     pub server_port: u16,
     pub method: &'a str,
     /// The request target as sent (path and query, raw).

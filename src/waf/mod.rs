@@ -22,6 +22,7 @@ use bytes::{Bytes, BytesMut};
 use engine::{EngineError, Request, RuleMatch, Ruleset, Transaction, Verdict};
 use log::warn;
 use pingora::proxy::Session;
+use pingora_prometheus::prometheus::IntCounter;
 pub use profile::{Mode, ProfileSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -66,6 +67,29 @@ pub struct SiteSpec<'a> {
     pub sites_log: SitesLog,
 }
 
+/// `edgeward_waf_requests_total` for one profile, resolved once per load
+/// (no label lookup per request).
+struct Counters {
+    inspected: IntCounter,
+    blocked: IntCounter,
+    detected: IntCounter,
+    excluded: IntCounter,
+    error: IntCounter,
+}
+
+impl Counters {
+    fn new(profile: &str) -> Counters {
+        let c = |result: &str| metrics::WAF_REQUESTS.with_label_values(&[profile, result]);
+        Counters {
+            inspected: c("inspected"),
+            blocked: c("blocked"),
+            detected: c("detected"),
+            excluded: c("excluded"),
+            error: c("error"),
+        }
+    }
+}
+
 /// A site's WAF, ready to inspect requests.
 pub struct SiteWaf {
     pub site: String,
@@ -77,6 +101,7 @@ pub struct SiteWaf {
     body_limit: usize,
     event_log: Option<LogFile>,
     sites_log: SitesLog,
+    counters: Counters,
 }
 
 impl std::fmt::Debug for SiteWaf {
@@ -121,6 +146,7 @@ pub fn site_waf(settings: &Settings, spec: SiteSpec<'_>) -> Result<Option<Arc<Si
         body_limit: settings.body_limit,
         event_log: settings.event_log.clone(),
         sites_log: spec.sites_log,
+        counters: Counters::new(spec.profile),
     })))
 }
 
@@ -157,9 +183,9 @@ struct OwnedRequest {
 impl OwnedRequest {
     fn as_request(&self) -> Request<'_> {
         Request {
-            client_ip: self.client_ip.clone(),
+            client_ip: &self.client_ip,
             client_port: self.client_port,
-            server_ip: self.server_ip.clone(),
+            server_ip: &self.server_ip,
             server_port: self.server_port,
             method: &self.method,
             uri: &self.uri,
@@ -289,9 +315,7 @@ impl Inspection {
         if let Some(ip) = client_ip
             && waf.exclude_ips.iter().any(|c| c.contains(ip))
         {
-            metrics::WAF_REQUESTS
-                .with_label_values(&[&waf.profile, "excluded"])
-                .inc();
+            waf.counters.excluded.inc();
             return None;
         }
         let req = session.req_header();
@@ -302,9 +326,7 @@ impl Inspection {
                 .iter()
                 .any(|p| paths::glob_match(p.as_bytes(), &path))
             {
-                metrics::WAF_REQUESTS
-                    .with_label_values(&[&waf.profile, "excluded"])
-                    .inc();
+                waf.counters.excluded.inc();
                 return None;
             }
         }
@@ -345,9 +367,7 @@ impl Inspection {
         let no_body = session.is_upgrade_req() || session.as_mut().is_body_empty();
         let ruleset = waf.ruleset.clone();
         let id = request_id.to_string();
-        metrics::WAF_REQUESTS
-            .with_label_values(&[&waf.profile, "inspected"])
-            .inc();
+        waf.counters.inspected.inc();
         let result = blocking("headers", move || {
             let mut txn = ruleset.transaction(&id)?;
             let mut verdict = txn.request_headers(&owned.as_request())?;
@@ -454,9 +474,7 @@ impl Inspection {
         match verdict {
             Verdict::Block { status } => {
                 self.blocked = Some(status);
-                metrics::WAF_REQUESTS
-                    .with_label_values(&[&self.waf.profile, "blocked"])
-                    .inc();
+                self.waf.counters.blocked.inc();
                 self.report();
                 Decision::Block(status)
             }
@@ -474,9 +492,7 @@ impl Inspection {
             "site {}: WAF engine failed, request refused with 500: {e} [request {}]",
             self.waf.site, self.request_id
         );
-        metrics::WAF_REQUESTS
-            .with_label_values(&[&self.waf.profile, "error"])
-            .inc();
+        self.waf.counters.error.inc();
         self.txn = None;
         self.reported = true;
         Decision::Error
@@ -521,9 +537,7 @@ impl Inspection {
             "blocked"
         } else {
             if would_block {
-                metrics::WAF_REQUESTS
-                    .with_label_values(&[&self.waf.profile, "detected"])
-                    .inc();
+                self.waf.counters.detected.inc();
             }
             "detected"
         };

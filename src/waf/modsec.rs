@@ -37,7 +37,6 @@ unsafe extern "C" {
     fn msc_init() -> *mut RawModSecurity;
     fn msc_set_connector_info(msc: *mut RawModSecurity, connector: *const c_char);
     fn msc_set_log_cb(msc: *mut RawModSecurity, cb: LogCb);
-    fn msc_who_am_i(msc: *mut RawModSecurity) -> *const c_char;
 
     fn msc_create_rules_set() -> *mut RawRulesSet;
     fn msc_rules_add(
@@ -100,19 +99,6 @@ fn instance() -> &'static Instance {
             Instance(ms)
         }
     })
-}
-
-/// libmodsecurity's own version string, e.g. "ModSecurity v3.0.9 (Linux)".
-pub fn version() -> String {
-    // SAFETY: returns a pointer into the instance, valid for its lifetime.
-    unsafe {
-        let p = msc_who_am_i(instance().0);
-        if p.is_null() {
-            String::new()
-        } else {
-            CStr::from_ptr(p).to_string_lossy().into_owned()
-        }
-    }
 }
 
 /// Called by libmodsecurity for every logged rule match, on the thread that
@@ -312,8 +298,8 @@ impl ModSecTransaction {
 
 impl Transaction for ModSecTransaction {
     fn request_headers(&mut self, req: &engine::Request<'_>) -> Result<Verdict, EngineError> {
-        let client = cstr(&req.client_ip);
-        let server = cstr(&req.server_ip);
+        let client = cstr(req.client_ip);
+        let server = cstr(req.server_ip);
         let uri = cstr(&String::from_utf8_lossy(req.uri));
         let method = cstr(req.method);
         let version = cstr(req.http_version);

@@ -44,7 +44,9 @@ const SCORE_RULE: u32 = 9_990_100;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ProfileFile {
+    /// For the reader of the file only.
     #[serde(default)]
+    #[allow(dead_code)]
     description: String,
     #[serde(default)]
     rules: Vec<String>,
@@ -58,7 +60,6 @@ struct ProfileFile {
 #[derive(Debug, Clone)]
 pub struct Profile {
     pub name: String,
-    pub description: String,
     pub rules: Vec<String>,
     pub settings: Vec<(String, String)>,
     /// Names of rule files from the profiles directory (`extra_rules`).
@@ -75,8 +76,6 @@ impl Profile {
 /// Every profile plus the base files, from one place.
 #[derive(Debug, Clone)]
 pub struct ProfileSet {
-    /// "built-in" or the directory.
-    pub source: String,
     base: String,
     setup: String,
     profiles: BTreeMap<String, Profile>,
@@ -137,7 +136,6 @@ fn parse_profile(name: &str, text: &str) -> Result<Profile, String> {
     }
     Ok(Profile {
         name: name.to_string(),
-        description: f.description,
         rules: f.rules,
         settings,
         extra_rules: f.extra_rules,
@@ -153,7 +151,6 @@ impl ProfileSet {
             profiles.insert(name.to_string(), p);
         }
         ProfileSet {
-            source: "built-in".into(),
             base: BUILTIN_BASE.into(),
             setup: BUILTIN_SETUP.into(),
             profiles,
@@ -209,7 +206,6 @@ impl ProfileSet {
             }
         }
         Ok(ProfileSet {
-            source: dir.display().to_string(),
             base,
             setup,
             profiles,
