@@ -387,11 +387,26 @@ async fn shutdown_leaves_no_process_behind() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn user_group_and_open_files_limit() {
-    let ew = Edgeward::start(&config(&[(
+    // The program runs as nobody: give it a copy of the fixture it can read
+    // wherever the checkout is (a clone in a 0700 temp dir is not).
+    use std::os::unix::fs::PermissionsExt;
+    let open = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::copy(fixtures().join("app.py"), open.path().join("app.py")).unwrap();
+    std::fs::set_permissions(
+        open.path().join("app.py"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let cfg = config(&[(
         "app",
         "          user: nobody\n          group: nogroup\n          max_open_files: 321\n",
-    )]))
-    .await;
+    )])
+    .replace(
+        &format!("working_dir: \"{}\"", fixtures().display()),
+        &format!("working_dir: \"{}\"", open.path().display()),
+    );
+    let ew = Edgeward::start(&cfg).await;
     let r = get(ew.port, "app.test", "/").await.unwrap();
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
