@@ -203,6 +203,16 @@ pub static CACHE_EVICTIONS: Lazy<IntCounter> = Lazy::new(|| {
     )
 });
 
+pub static CACHE_NEAR_HITS: Lazy<IntCounter> = Lazy::new(|| {
+    register(
+        IntCounter::new(
+            "edgeward_cache_redis_local_hits_total",
+            "Redis storage lookups answered from this process's copy (cache.redis.local_size) without a round trip.",
+        )
+        .expect("valid metric"),
+    )
+});
+
 /// Touch every metric so that all of them appear from the first scrape.
 pub fn init() {
     Lazy::force(&REQUESTS);
@@ -219,6 +229,7 @@ pub fn init() {
     Lazy::force(&CACHE_STORED);
     Lazy::force(&CACHE_STORAGE_ERRORS);
     Lazy::force(&CACHE_EVICTIONS);
+    Lazy::force(&CACHE_NEAR_HITS);
     Lazy::force(&WAF_REQUESTS);
     for p in ["headers", "body"] {
         WAF_ENGINE_SECONDS.with_label_values(&[p]);

@@ -31,8 +31,15 @@ pub fn is_valid(id: &[u8]) -> bool {
 
 /// A new id: 32 lowercase hex digits, unique within and across processes.
 pub fn generate() -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{:016x}{:016x}", *PREFIX, n)
+    let v = (u128::from(*PREFIX) << 64) | u128::from(n);
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = HEX[((v >> (4 * (31 - i))) & 0xf) as usize];
+    }
+    // Only ASCII hex digits were written.
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The id for a request that carried `incoming` (if any).

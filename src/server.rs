@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use log::{error, info};
 use pingora::apps::HttpServerOptions;
 use pingora::apps::http_app::HttpServer;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::listening::Service;
@@ -18,6 +19,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{SignalKind, signal};
+
+/// Write buffer of a client connection. Pingora's default (1460 bytes) sends
+/// a response's header and its body in two `send` calls; with 16 KiB a
+/// response of up to ~15 KiB leaves in one (nginx uses one `writev`), +8 %
+/// cache hits of 10 KiB objects. Only bodies of known length are buffered
+/// (flushed when complete, or when 16 KiB are waiting); chunked and
+/// close-delimited bodies are flushed at every write.
+const CLIENT_WRITE_BUFFER: usize = 16 * 1024;
 
 /// Start serving `config` (loaded from `path`) until a stop signal.
 pub fn run(path: PathBuf, config: Config) -> Result<(), String> {
@@ -33,6 +42,11 @@ pub fn run(path: PathBuf, config: Config) -> Result<(), String> {
         threads: config.threads,
         grace_period_seconds: Some(grace.as_secs_f64().ceil() as u64),
         graceful_shutdown_timeout_seconds: Some(1),
+        // One single-threaded runtime per worker thread (as nginx's worker
+        // processes): cheaper task wake-ups than the work-stealing scheduler,
+        // +5 % cache hits per core (bench/cache.sh). Nothing here blocks a
+        // worker: the WAF, file writes and reloads run on their own threads.
+        work_stealing: false,
         ..Default::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
@@ -55,7 +69,10 @@ pub fn run(path: PathBuf, config: Config) -> Result<(), String> {
         app.server_options = Some(opts);
     }
     for addr in &listen {
-        proxy.add_tcp(addr);
+        proxy.add_listener(
+            ListenerConfig::tcp(addr.as_str())
+                .l4_buffer(L4BufferSettings::default().write(CLIENT_WRITE_BUFFER)),
+        );
     }
     server.add_service(proxy);
 

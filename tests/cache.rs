@@ -228,6 +228,8 @@ impl RedisServer {
                 "",
                 "--appendonly",
                 "no",
+                "--enable-debug-command",
+                "local",
                 "--dir",
             ])
             .arg(self.dir.path())
@@ -263,6 +265,11 @@ impl RedisServer {
         matches!(s.read(&mut buf).await, Ok(n) if buf[..n].starts_with(b"+PONG"))
     }
 
+    /// Send one command (RESP) and return the first line of the reply.
+    async fn command(&self, args: &[&str]) -> String {
+        redis_command(self.port, args).await
+    }
+
     fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -273,6 +280,26 @@ impl RedisServer {
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
+}
+
+/// Send one command to the Redis on `port` (RESP) and return the first line
+/// of its reply.
+async fn redis_command(port: u16, args: &[&str]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+
+    let mut out = format!("*{}\r\n", args.len());
+    for a in args {
+        out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    s.write_all(out.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
 }
 
 impl Drop for RedisServer {
@@ -286,7 +313,10 @@ impl Drop for RedisServer {
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Storage {
     Memory,
+    /// Redis with its near cache (the default `local_size`).
     Redis,
+    /// Redis, every lookup a round trip (`local_size: 0`).
+    RedisDirect,
 }
 
 const TEMPLATE: &str = r#"
@@ -326,12 +356,17 @@ async fn world_with(storage: Storage, extra_cache: &str) -> World {
     let origin = Origin::start().await;
     let redis = match storage {
         Storage::Memory => None,
-        Storage::Redis => Some(RedisServer::start().await),
+        Storage::Redis | Storage::RedisDirect => Some(RedisServer::start().await),
+    };
+    let local = if storage == Storage::RedisDirect {
+        ", local_size: 0"
+    } else {
+        ""
     };
     let mut cache = match &redis {
         None => "  storage: memory\n".to_string(),
         Some(r) => format!(
-            "  storage: redis\n  redis: {{ url: \"{}\", key_prefix: \"t:\", timeout: 200ms }}\n",
+            "  storage: redis\n  redis: {{ url: \"{}\", key_prefix: \"t:\", timeout: 200ms{local} }}\n",
             r.url()
         ),
     };
@@ -384,6 +419,10 @@ macro_rules! both {
                 #[tokio::test(flavor = "multi_thread")]
                 async fn redis() {
                     super::$name(super::Storage::Redis).await
+                }
+                #[tokio::test(flavor = "multi_thread")]
+                async fn redis_direct() {
+                    super::$name(super::Storage::RedisDirect).await
                 }
             }
         )*
@@ -714,15 +753,7 @@ async fn purge_modes(storage: Storage) {
     assert!(!w.state_methods().contains(&"PURGE".to_string()));
 
     // Outside purge_allow: 403, entry kept.
-    let cache_cfg = match storage {
-        Storage::Memory => String::new(),
-        Storage::Redis => String::new(),
-    };
-    let w2 = world_with(
-        storage,
-        &format!("{cache_cfg}  purge_allow: [\"10.0.0.0/8\"]\n"),
-    )
-    .await;
+    let w2 = world_with(storage, "  purge_allow: [\"10.0.0.0/8\"]\n").await;
     w2.get("blog.test", "/x").await;
     let r = w2.req("PURGE", "blog.test", "/x", &[]).await;
     assert_eq!(r.status, 403);
@@ -987,10 +1018,18 @@ async fn redis_down_serves_from_origin_and_recovers() {
     assert!(is_hit(&w.get("blog.test", "/k").await));
     let mut redis = w.redis.take().unwrap();
     redis.kill();
+    // The near cache forgets everything once the connection is seen closed
+    // (a request racing with that may still get the local copy).
+    eventually(DEADLINE, "a miss once Redis is gone", || async {
+        let r = w.get("blog.test", "/k").await;
+        assert_eq!(r.status, 200, "served without Redis");
+        (!is_hit(&r)).then_some(())
+    })
+    .await;
     for i in 0..3 {
         let r = w.get("blog.test", "/k").await;
         assert_eq!(r.status, 200, "served without Redis");
-        assert_eq!(r.body, format!("/k #{}", i + 2));
+        assert_eq!(r.body, format!("/k #{}", i + 3));
     }
     assert!(
         storage_errors(&w.ew.metrics().await) > 0,
@@ -1012,7 +1051,15 @@ async fn redis_is_shared_by_instances() {
     w.origin
         .set("/shared", 200, &[("cache-control", "max-age=60")]);
     w.get("blog.test", "/shared").await;
-    // A second edgeward on the same Redis sees the entry, and its purge.
+    // Hits read Redis until one is kept in this instance's near cache (a
+    // read racing the invalidation of our own write is not kept).
+    eventually(DEADLINE, "a hit from the near cache", || async {
+        assert!(is_hit(&w.get("blog.test", "/shared").await));
+        (local_hits(&w.ew.metrics().await) >= 1).then_some(())
+    })
+    .await;
+    // A second edgeward on the same Redis sees the entry, and its purge
+    // reaches the first one's near cache (Redis invalidation push).
     let cfg = TEMPLATE
         .replace(
             "CACHE\n",
@@ -1029,7 +1076,77 @@ async fn redis_is_shared_by_instances() {
         .await
         .unwrap();
     assert_eq!(p.status, 200);
-    assert_eq!(w.get("blog.test", "/shared").await.body, "/shared #2");
+    // The push travels beside the PURGE's answer: a request racing it may
+    // still get the old copy, for milliseconds.
+    let r = eventually(DEADLINE, "the purge seen by the first instance", || async {
+        let r = w.get("blog.test", "/shared").await;
+        (!is_hit(&r)).then_some(r)
+    })
+    .await;
+    assert_eq!(r.body, "/shared #2");
+    // Written behind edgeward's back (here: deleted), same thing.
+    let held = local_hits(&w.ew.metrics().await);
+    eventually(DEADLINE, "held in the near cache again", || async {
+        assert!(is_hit(&w.get("blog.test", "/shared").await));
+        (local_hits(&w.ew.metrics().await) > held).then_some(())
+    })
+    .await;
+    let redis = w.redis.as_ref().unwrap();
+    assert_eq!(redis.command(&["FLUSHDB"]).await, "+OK");
+    let r = eventually(DEADLINE, "FLUSHDB seen by the near cache", || async {
+        let r = w.get("blog.test", "/shared").await;
+        (!is_hit(&r)).then_some(r)
+    })
+    .await;
+    assert_eq!(r.body, "/shared #3");
+}
+
+fn local_hits(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with("edgeward_cache_redis_local_hits_total "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Redis alive but not answering in time (`DEBUG SLEEP`): lookups give up
+/// after `cache.redis.timeout` (200ms here) and the request is a miss from
+/// the origin, counted; once Redis answers again, hits come back.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_redis_is_a_miss_not_a_wait() {
+    let w = world(Storage::RedisDirect).await;
+    w.origin
+        .set("/slow", 200, &[("cache-control", "max-age=60")]);
+    w.get("blog.test", "/slow").await;
+    assert!(is_hit(&w.get("blog.test", "/slow").await));
+    let before = storage_errors(&w.ew.metrics().await);
+    let port = w.redis.as_ref().unwrap().port;
+    let sleeper = tokio::spawn(async move { redis_command(port, &["DEBUG", "SLEEP", "3"]).await });
+    // Redis is busy once a PING from another connection goes unanswered.
+    eventually(DEADLINE, "redis busy with DEBUG SLEEP", || async {
+        tokio::time::timeout(Duration::from_millis(100), w.redis.as_ref().unwrap().ping())
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let r = w.get("blog.test", "/slow").await;
+    let took = started.elapsed();
+    assert_eq!((r.status, r.body.as_str()), (200, "/slow #2"));
+    assert!(!is_hit(&r));
+    assert!(
+        took < Duration::from_millis(2500),
+        "the request waited for Redis ({took:?})"
+    );
+    assert!(storage_errors(&w.ew.metrics().await) > before, "counted");
+    assert_eq!(sleeper.await.unwrap(), "+OK");
+    eventually(DEADLINE, "hits again once Redis answers", || async {
+        w.get("blog.test", "/slow").await;
+        is_hit(&w.get("blog.test", "/slow").await).then_some(())
+    })
+    .await;
 }
 
 // ------------------------------------------------------------ `check`
@@ -1060,7 +1177,11 @@ fn check_accepts_cache_sections() {
             "cache: { enabled: true, content_types: [\"text/*\", \"application/json\"], store_set_cookie: true }",
         ),
         (
-            "cache:\n  storage: redis\n  redis: { url: \"redis://127.0.0.1:6379/0\", key_prefix: \"edgeward:\", timeout: 50ms }\n  max_object_size: 1MiB",
+            "cache:\n  storage: redis\n  redis: { url: \"redis://127.0.0.1:6379/0\", key_prefix: \"edgeward:\", timeout: 50ms, local_size: 0 }\n  max_object_size: 1MiB",
+            "cache: { enabled: false }",
+        ),
+        (
+            "cache:\n  storage: redis\n  redis: { url: \"redis://127.0.0.1:6379/0\", local_size: 16MiB }",
             "cache: { enabled: false }",
         ),
     ] {

@@ -26,7 +26,7 @@ const ENTRY_OVERHEAD: usize = 256;
 
 /// A `CacheMeta` kept in pieces: rebuilding one is much cheaper than
 /// deserializing it (no zstd, no header parsing) on every hit.
-struct Meta {
+pub(super) struct Meta {
     fresh_until: SystemTime,
     created: SystemTime,
     epoch: Option<SystemTime>,
@@ -37,7 +37,7 @@ struct Meta {
 }
 
 impl Meta {
-    fn of(m: &CacheMeta) -> Meta {
+    pub(super) fn of(m: &CacheMeta) -> Meta {
         Meta {
             fresh_until: m.fresh_until(),
             created: m.created(),
@@ -49,7 +49,7 @@ impl Meta {
         }
     }
 
-    fn rebuild(&self) -> CacheMeta {
+    pub(super) fn rebuild(&self) -> CacheMeta {
         let mut m = CacheMeta::new(
             self.fresh_until,
             self.created,
@@ -67,7 +67,7 @@ impl Meta {
     }
 
     /// Bytes counted for it.
-    fn weight(&self) -> usize {
+    pub(super) fn weight(&self) -> usize {
         self.header
             .headers
             .iter()

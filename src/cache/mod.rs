@@ -11,6 +11,7 @@
 //!   when served from the cache, `Age`.
 
 pub mod memory;
+mod near;
 pub mod policy;
 pub mod redis;
 pub mod settings;
@@ -71,6 +72,7 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
 use policy::RequestDirectives;
+use std::fmt::Write as _;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
@@ -176,8 +178,15 @@ pub fn store(settings: &CacheSettings) -> &'static dyn Store {
                 url,
                 key_prefix,
                 timeout,
+                local_size,
             } => {
-                match redis::RedisStore::new(url, key_prefix, *timeout, settings.max_object_size) {
+                match redis::RedisStore::new(
+                    url,
+                    key_prefix,
+                    *timeout,
+                    settings.max_object_size,
+                    *local_size,
+                ) {
                     Ok(r) => Box::leak(Box::new(r)),
                     Err(e) => {
                         // load.rs validated the URL; should it still fail, cache
@@ -250,10 +259,16 @@ pub fn cache_key(session: &Session, site: Option<&Site>, host: Option<&str>) -> 
     let Some(site) = site else {
         return Error::e_explain(ErrorType::InternalError, "no site for the cache key");
     };
-    Ok(CacheKey::new(
-        primary_key(&site.id, &site_url(host, session)),
-        "",
-    ))
+    let req = session.req_header();
+    let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    let host = host.unwrap_or("");
+    let mut primary = String::with_capacity(24 + site.id.len() + host.len() + pq.len());
+    let _ = write!(primary, "{}:", site.id.len());
+    primary.push_str(&site.id);
+    primary.push_str(host);
+    primary.push_str(pq);
+    debug_assert_eq!(primary, primary_key(&site.id, &format!("{host}{pq}")));
+    Ok(CacheKey::new(primary, ""))
 }
 
 /// `cache_hit_filter`: the request's own directives.

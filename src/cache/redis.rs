@@ -7,8 +7,12 @@
 //! operation has a deadline; a failed lookup is a miss, a failed write is
 //! dropped, and both are counted in `edgeward_cache_storage_errors_total`.
 //! The connection manager reconnects by itself.
+//!
+//! With `cache.redis.local_size` (the default) hits are served from a near
+//! cache in this process, kept coherent by Redis client tracking (`near`).
 
 use super::memory::BodyHit;
+use super::near::Near;
 use super::{MissBody, Store, UrlMatch, split_primary};
 use crate::metrics;
 use async_trait::async_trait;
@@ -24,8 +28,8 @@ use pingora::prelude::*;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::any::Any;
 use std::collections::HashMap;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Body bytes per hash field.
@@ -71,6 +75,7 @@ pub struct RedisStore {
     timeout: Duration,
     max_object_size: usize,
     conn: OnceLock<ConnectionManager>,
+    near: Option<Arc<Near>>,
     /// Last time an error was logged (seconds since the epoch), so that a
     /// Redis outage does not flood the log.
     last_warn: AtomicU64,
@@ -88,14 +93,28 @@ impl RedisStore {
         prefix: &str,
         timeout: Duration,
         max_object_size: u64,
+        local_size: u64,
     ) -> std::result::Result<RedisStore, String> {
-        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+        let mut client = redis::Client::open(url).map_err(|e| e.to_string())?;
+        let near = (local_size > 0).then(|| Arc::new(Near::new(local_size)));
+        if near.is_some() {
+            // Invalidation messages arrive as RESP3 pushes on the same
+            // connection.
+            let info = client.get_connection_info().clone();
+            let settings = info
+                .redis_settings()
+                .clone()
+                .set_protocol(redis::ProtocolVersion::RESP3);
+            client = redis::Client::open(info.set_redis_settings(settings))
+                .map_err(|e| e.to_string())?;
+        }
         Ok(RedisStore {
             client,
             prefix: prefix.to_string(),
             timeout,
             max_object_size: usize::try_from(max_object_size).unwrap_or(usize::MAX),
             conn: OnceLock::new(),
+            near,
             last_warn: AtomicU64::new(0),
         })
     }
@@ -109,6 +128,16 @@ impl RedisStore {
             .set_connection_timeout(Some(self.timeout.max(Duration::from_millis(200))))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_millis(500));
+        let cfg = match &self.near {
+            Some(near) => {
+                let near = near.clone();
+                cfg.set_push_sender(move |info: redis::PushInfo| {
+                    near.on_push(&info);
+                    Ok::<(), std::convert::Infallible>(())
+                })
+            }
+            None => cfg,
+        };
         match ConnectionManager::new_lazy_with_config(self.client.clone(), cfg) {
             Ok(c) => Some(self.conn.get_or_init(|| c).clone()),
             Err(e) => {
@@ -119,6 +148,11 @@ impl RedisStore {
     }
 
     fn failed(&self, op: &'static str, why: &str) {
+        // The connection may be replaced: its tracking (and so the
+        // invalidations of what the near cache holds) goes with it.
+        if let Some(near) = &self.near {
+            near.clear();
+        }
         metrics::CACHE_STORAGE_ERRORS
             .with_label_values(&["redis", op])
             .inc();
@@ -223,9 +257,33 @@ impl Storage for RedisStore {
             return Ok(None);
         };
         let ek = self.entry_key(site, key);
+        let seq = match &self.near {
+            Some(near) => {
+                if let Some((meta, chunks)) = near.get(&ek) {
+                    return Ok(Some((meta, Box::new(BodyHit::new(chunks)))));
+                }
+                Some(near.seq())
+            }
+            None => None,
+        };
         let Some(mut fields) = self
             .run::<HashMap<String, Vec<u8>>>("lookup", async |c| {
-                redis::cmd("HGETALL").arg(&ek).query_async(c).await
+                if seq.is_some() {
+                    // Tracking is per connection: enabling it with every
+                    // read covers a reconnected one too.
+                    let (fields,): (HashMap<String, Vec<u8>>,) = redis::pipe()
+                        .cmd("CLIENT")
+                        .arg("TRACKING")
+                        .arg("ON")
+                        .ignore()
+                        .cmd("HGETALL")
+                        .arg(&ek)
+                        .query_async(c)
+                        .await?;
+                    Ok(fields)
+                } else {
+                    redis::cmd("HGETALL").arg(&ek).query_async(c).await
+                }
             })
             .await
         else {
@@ -253,7 +311,12 @@ impl Storage for RedisStore {
             }
         }
         match CacheMeta::deserialize(&internal, &header) {
-            Ok(meta) => Ok(Some((meta, Box::new(BodyHit::new(chunks))))),
+            Ok(meta) => {
+                if let (Some(near), Some(seq)) = (&self.near, seq) {
+                    near.insert(seq, &ek, &meta, &chunks, Self::ttl(&meta));
+                }
+                Ok(Some((meta, Box::new(BodyHit::new(chunks)))))
+            }
             Err(e) => {
                 self.failed("decode", &e.to_string());
                 Ok(None)

@@ -8,6 +8,8 @@ pub const DEFAULT_MAX_SIZE: u64 = 256 * 1024 * 1024;
 pub const DEFAULT_MAX_OBJECT_SIZE: u64 = 8 * 1024 * 1024;
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(50);
 pub const DEFAULT_KEY_PREFIX: &str = "edgeward:";
+/// Near cache of the Redis storage (`cache.redis.local_size`).
+pub const DEFAULT_REDIS_LOCAL_SIZE: u64 = 64 * 1024 * 1024;
 
 /// Global `cache:` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +32,9 @@ pub enum StorageSettings {
         /// Time allowed for one Redis operation before the request goes on
         /// as a miss.
         timeout: Duration,
+        /// Bytes of recently read entries kept in this process, coherent
+        /// through Redis client tracking; 0 = every lookup reads Redis.
+        local_size: u64,
     },
 }
 

@@ -38,6 +38,9 @@ pub struct CacheRedisFile {
     pub key_prefix: Option<String>,
     /// Time allowed for one Redis operation (default 50ms).
     pub timeout: Option<ConfDuration>,
+    /// Near cache: bytes of recently read entries kept in the process
+    /// (default 64MiB, 0 = off).
+    pub local_size: Option<ConfSize>,
 }
 
 /// Global `supervisor:` section.

@@ -1317,6 +1317,9 @@ impl Loader {
                                 .clone()
                                 .unwrap_or_else(|| cache_settings::DEFAULT_KEY_PREFIX.to_string()),
                             timeout,
+                            local_size: r
+                                .local_size
+                                .map_or(cache_settings::DEFAULT_REDIS_LOCAL_SIZE, |s| s.0),
                         };
                     }
                 }

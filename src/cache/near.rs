@@ -1,0 +1,274 @@
+//! Near cache of the Redis storage (`cache.redis.local_size`): the entries
+//! this process read from Redis recently, kept in memory so that a hit costs
+//! no round trip, and kept coherent by Redis itself.
+//!
+//! Coherence is Redis's server-assisted client-side caching: the connection
+//! speaks RESP3 and every lookup that reads Redis enables `CLIENT TRACKING`
+//! in the same pipeline, so Redis remembers the keys this connection read and
+//! pushes an `invalidate` message when one of them is written, deleted
+//! (PURGE from any instance), refreshed by a 304, expires or is evicted.
+//! Losing the connection loses that promise, so a disconnection or any
+//! failed operation empties the near cache.
+//!
+//! The race between a read and an invalidation is closed by a sequence
+//! number: a lookup notes it before asking Redis and stores what it got only
+//! if no invalidation (of any key) was handled in between. An invalidation
+//! that arrives after the store removes the entry, as usual.
+//!
+//! Bounded in bytes (least recently used evicted first); an entry is also
+//! dropped after `MAX_AGE` even if no invalidation came, so a lost message
+//! costs at most that much staleness, and never outlives its Redis key.
+
+use super::memory::Meta;
+use crate::metrics;
+use bytes::Bytes;
+use pingora::cache::CacheMeta;
+use redis::{PushInfo, PushKind, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Longest time an entry is served from memory without reading Redis again.
+const MAX_AGE: Duration = Duration::from_secs(60);
+/// Bookkeeping bytes counted per entry.
+const ENTRY_OVERHEAD: usize = 256;
+
+struct Entry {
+    meta: Meta,
+    chunks: Vec<Bytes>,
+    size: usize,
+    tick: u64,
+    until: Instant,
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: HashMap<String, Entry>,
+    /// tick → key, oldest first.
+    lru: BTreeMap<u64, String>,
+    tick: u64,
+    size: usize,
+    /// Invalidations handled so far (see the module docs).
+    seq: u64,
+}
+
+impl Inner {
+    fn remove(&mut self, key: &str) {
+        if let Some(e) = self.entries.remove(key) {
+            self.lru.remove(&e.tick);
+            self.size -= e.size;
+        }
+    }
+}
+
+pub struct Near {
+    inner: Mutex<Inner>,
+    max_size: usize,
+}
+
+impl Near {
+    pub fn new(max_size: u64) -> Near {
+        Near {
+            inner: Mutex::new(Inner::default()),
+            max_size: usize::try_from(max_size).unwrap_or(usize::MAX),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The entry stored under the Redis key `key`, if held and not too old.
+    pub fn get(&self, key: &str) -> Option<(CacheMeta, Vec<Bytes>)> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let e = inner.entries.get(key)?;
+        if e.until <= now {
+            inner.remove(key);
+            return None;
+        }
+        let found = (e.meta.rebuild(), e.chunks.clone());
+        inner.tick += 1;
+        let tick = inner.tick;
+        if let Some(e) = inner.entries.get_mut(key) {
+            let old = std::mem::replace(&mut e.tick, tick);
+            inner.lru.remove(&old);
+            inner.lru.insert(tick, key.to_string());
+        }
+        drop(inner);
+        metrics::CACHE_NEAR_HITS.inc();
+        Some(found)
+    }
+
+    /// The sequence number to hand back to `insert`.
+    pub fn seq(&self) -> u64 {
+        self.lock().seq
+    }
+
+    /// Keep what a lookup read from Redis, unless an invalidation was
+    /// handled since `seq` was taken. `keep` bounds its life (the Redis
+    /// key's own).
+    pub fn insert(&self, seq: u64, key: &str, meta: &CacheMeta, chunks: &[Bytes], keep: Duration) {
+        let meta = Meta::of(meta);
+        let size = ENTRY_OVERHEAD
+            + key.len()
+            + meta.weight()
+            + chunks.iter().map(Bytes::len).sum::<usize>();
+        // One object never takes more than a quarter of the space.
+        if size > self.max_size / 4 {
+            return;
+        }
+        let until = Instant::now() + keep.min(MAX_AGE);
+        let mut inner = self.lock();
+        if inner.seq != seq {
+            return;
+        }
+        inner.remove(key);
+        inner.tick += 1;
+        let tick = inner.tick;
+        inner.lru.insert(tick, key.to_string());
+        inner.size += size;
+        inner.entries.insert(
+            key.to_string(),
+            Entry {
+                meta,
+                chunks: chunks.to_vec(),
+                size,
+                tick,
+                until,
+            },
+        );
+        while inner.size > self.max_size {
+            let Some((_, oldest)) = inner.lru.pop_first() else {
+                break;
+            };
+            inner.remove(&oldest);
+        }
+    }
+
+    /// Forget everything (connection lost, or an operation failed).
+    pub fn clear(&self) {
+        let mut inner = self.lock();
+        inner.seq += 1;
+        inner.entries.clear();
+        inner.lru.clear();
+        inner.size = 0;
+    }
+
+    /// A RESP3 push from the Redis connection.
+    pub fn on_push(&self, info: &PushInfo) {
+        match info.kind {
+            PushKind::Invalidate => match info.data.first() {
+                Some(Value::Array(keys)) => {
+                    let mut inner = self.lock();
+                    inner.seq += 1;
+                    for k in keys {
+                        if let Value::BulkString(k) = k
+                            && let Ok(k) = std::str::from_utf8(k)
+                        {
+                            inner.remove(k);
+                        }
+                    }
+                }
+                // FLUSHALL / FLUSHDB, or anything unexpected: forget all.
+                _ => self.clear(),
+            },
+            PushKind::Disconnection => self.clear(),
+            _ => {}
+        }
+    }
+
+    /// Bytes held now.
+    #[cfg(test)]
+    fn size(&self) -> usize {
+        self.lock().size
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pingora::http::ResponseHeader;
+    use std::time::SystemTime;
+
+    fn meta() -> CacheMeta {
+        let now = SystemTime::now();
+        CacheMeta::new(
+            now + Duration::from_secs(60),
+            now,
+            0,
+            0,
+            ResponseHeader::build(200, None).unwrap(),
+        )
+    }
+
+    fn invalidate(keys: &[&str]) -> PushInfo {
+        PushInfo {
+            kind: PushKind::Invalidate,
+            data: vec![Value::Array(
+                keys.iter()
+                    .map(|k| Value::BulkString(k.as_bytes().to_vec()))
+                    .collect(),
+            )],
+        }
+    }
+
+    #[test]
+    fn invalidation_before_the_store_wins() {
+        let near = Near::new(1 << 20);
+        let body = [Bytes::from_static(b"hello")];
+        let seq = near.seq();
+        near.on_push(&invalidate(&["k"]));
+        near.insert(seq, "k", &meta(), &body, MAX_AGE);
+        assert!(
+            near.get("k").is_none(),
+            "stored although invalidated meanwhile"
+        );
+        let seq = near.seq();
+        near.insert(seq, "k", &meta(), &body, MAX_AGE);
+        assert_eq!(near.get("k").unwrap().1, body.to_vec());
+        near.on_push(&invalidate(&["other", "k"]));
+        assert!(near.get("k").is_none());
+        assert_eq!(near.size(), 0);
+    }
+
+    #[test]
+    fn disconnection_and_flush_forget_everything() {
+        let near = Near::new(1 << 20);
+        let body = [Bytes::from_static(b"x")];
+        for push in [
+            PushInfo {
+                kind: PushKind::Disconnection,
+                data: vec![],
+            },
+            PushInfo {
+                kind: PushKind::Invalidate,
+                data: vec![Value::Nil],
+            },
+        ] {
+            near.insert(near.seq(), "a", &meta(), &body, MAX_AGE);
+            assert!(near.get("a").is_some());
+            near.on_push(&push);
+            assert!(near.get("a").is_none());
+        }
+    }
+
+    #[test]
+    fn bounded_in_bytes_oldest_out_and_expiry() {
+        let near = Near::new(64 * 1024);
+        let body = [Bytes::from(vec![0u8; 10 * 1024])];
+        for i in 0..20 {
+            near.insert(near.seq(), &format!("k{i}"), &meta(), &body, MAX_AGE);
+            assert!(near.size() <= 64 * 1024);
+        }
+        assert!(near.get("k0").is_none());
+        assert!(near.get("k19").is_some());
+        // Too large for the space: not kept.
+        let big = [Bytes::from(vec![0u8; 20 * 1024])];
+        near.insert(near.seq(), "big", &meta(), &big, MAX_AGE);
+        assert!(near.get("big").is_none());
+        // Past its life: gone.
+        near.insert(near.seq(), "short", &meta(), &body, Duration::ZERO);
+        assert!(near.get("short").is_none());
+    }
+}
