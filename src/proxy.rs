@@ -40,6 +40,8 @@ pub struct RequestCtx {
     started_at: SystemTime,
     started: Instant,
     upstream_started: Option<Instant>,
+    /// Attempts at the upstream for this request (a retry is the second).
+    upstream_attempts: u8,
     /// Hold on the site's running program (supervised upstreams).
     lease: Option<supervisor::Lease>,
     /// Status of a response edgeward generated itself (error pages).
@@ -165,6 +167,7 @@ impl ProxyHttp for EdgeProxy {
             started_at: SystemTime::now(),
             started: Instant::now(),
             upstream_started: None,
+            upstream_attempts: 0,
             lease: None,
             own_status: 0,
             cache: cache::CacheCtx::default(),
@@ -347,7 +350,25 @@ impl ProxyHttp for EdgeProxy {
             return Error::e_explain(ErrorType::InternalError, "no site chosen");
         };
         ctx.upstream_started = Some(Instant::now());
-        upstream::peer(&site.upstream, ctx.lease.as_ref().map(|l| l.addr()))
+        ctx.upstream_attempts = ctx.upstream_attempts.saturating_add(1);
+        let mut peer = upstream::peer(&site.upstream, ctx.lease.as_ref().map(|l| l.addr()))?;
+        if ctx.upstream_attempts > 1 {
+            upstream::fresh_connection(&mut peer);
+        }
+        Ok(peer)
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let replayable = session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated();
+        upstream::retry_decision(e, peer, replayable, ctx.upstream_attempts, client_reused)
     }
 
     async fn upstream_request_filter(

@@ -4,6 +4,7 @@ use crate::config::{Upstream, UpstreamTarget};
 use pingora::prelude::*;
 use pingora::upstreams::peer::HttpPeer;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// How long an idle pooled connection to an upstream is kept.
@@ -32,6 +33,36 @@ pub fn peer(u: &Upstream, program: Option<SocketAddr>) -> Result<Box<HttpPeer>> 
     peer.options.write_timeout = Some(u.write_timeout);
     peer.options.idle_timeout = Some(POOL_IDLE);
     Ok(Box::new(peer))
+}
+
+/// Make `peer` use a new connection: a retry after a pooled connection
+/// failed must not pick another pooled one (an upstream that drops the
+/// request would otherwise see it once per idle connection in the pool).
+pub fn fresh_connection(peer: &mut HttpPeer) {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    // The pool is keyed by a hash that includes the group key.
+    peer.group_key = NEXT.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Whether a request that failed on an upstream connection after it was
+/// sent is tried again: once, on a fresh connection, when the failed
+/// connection was a pooled one (the upstream may have closed it as we sent)
+/// and the request can be replayed (idempotent method, body still held).
+/// As nginx: never more than one retry, never for POST/PATCH.
+pub fn retry_decision(
+    e: Box<Error>,
+    peer: &HttpPeer,
+    replayable: bool,
+    attempts: u8,
+    pooled: bool,
+) -> Box<Error> {
+    let mut e = e.more_context(format!("Peer: {peer}"));
+    if replayable && attempts < 2 {
+        e.retry.decide_reuse(pooled);
+    } else {
+        e.set_retry(false);
+    }
+    e
 }
 
 /// What a failed proxy attempt means: the status the client gets, a short

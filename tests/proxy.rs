@@ -306,3 +306,94 @@ async fn purge_is_answered_by_edgeward_never_proxied() {
     assert_eq!(r.status, 404);
     assert_eq!(w.a.hits.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
+
+/// An upstream that answers `/ok` (keep-alive) and drops the connection
+/// without a word on any other path; counts requests by path.
+async fn dropping_upstream() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+    let counts = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let counts = counts.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    // One request head at a time (no bodies in this test).
+                    let mut chunk = [0u8; 4096];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                    buf.drain(..end);
+                    let mut words = head.split_whitespace();
+                    let method = words.next().unwrap_or("").to_string();
+                    let path = words.next().unwrap_or("").to_string();
+                    *counts
+                        .lock()
+                        .unwrap()
+                        .entry(format!("{method} {path}"))
+                        .or_default() += 1;
+                    if path != "/ok" {
+                        return; // drop the connection, no answer
+                    }
+                    let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if s.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// A request that fails on a pooled upstream connection is tried again
+/// once, on a new connection, if it can be replayed; never once per pooled
+/// connection, and never for POST.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dropped_request_is_retried_once_on_a_new_connection() {
+    let (addr, seen) = dropping_upstream().await;
+    let cfg = SITES
+        .replace("UP_A", &addr)
+        .replace("UP_B", &addr)
+        .replace("UP_DEAD", &dead_address())
+        .replace("UP_STALL", &dead_address());
+    let ew = Edgeward::start(&cfg).await;
+    // Fill the pool with several idle connections.
+    let warm: Vec<_> = (0..6)
+        .map(|_| {
+            let port = ew.port;
+            tokio::spawn(async move { get(port, "blog.example.org", "/ok").await })
+        })
+        .collect();
+    for w in warm {
+        assert_eq!(w.await.unwrap().unwrap().status, 200);
+    }
+    let r = get(ew.port, "blog.example.org", "/drop").await.unwrap();
+    assert_eq!(r.status, 502);
+    let r = request(ew.port, "POST", Some("blog.example.org"), "/drop-post", &[])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 502);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.get("GET /drop"), Some(&2), "{seen:?}");
+    assert_eq!(seen.get("POST /drop-post"), Some(&1), "{seen:?}");
+    // The pool still serves.
+    assert_eq!(
+        get(ew.port, "blog.example.org", "/ok")
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+}
