@@ -42,6 +42,9 @@ pub struct RequestCtx {
     upstream_started: Option<Instant>,
     /// Attempts at the upstream for this request (a retry is the second).
     upstream_attempts: u8,
+    /// The last attempt failed (Pingora then closes the client connection
+    /// after whatever it answers, e.g. a stale entry).
+    upstream_failed: bool,
     /// Hold on the site's running program (supervised upstreams).
     lease: Option<supervisor::Lease>,
     /// Status of a response edgeward generated itself (error pages).
@@ -168,6 +171,7 @@ impl ProxyHttp for EdgeProxy {
             started: Instant::now(),
             upstream_started: None,
             upstream_attempts: 0,
+            upstream_failed: false,
             lease: None,
             own_status: 0,
             cache: cache::CacheCtx::default(),
@@ -351,6 +355,7 @@ impl ProxyHttp for EdgeProxy {
         };
         ctx.upstream_started = Some(Instant::now());
         ctx.upstream_attempts = ctx.upstream_attempts.saturating_add(1);
+        ctx.upstream_failed = false;
         let mut peer = upstream::peer(&site.upstream, ctx.lease.as_ref().map(|l| l.addr()))?;
         if ctx.upstream_attempts > 1 {
             upstream::fresh_connection(&mut peer);
@@ -366,9 +371,21 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut RequestCtx,
         client_reused: bool,
     ) -> Box<Error> {
+        ctx.upstream_failed = true;
         let replayable = session.req_header().method.is_idempotent()
             && !session.as_ref().retry_buffer_truncated();
         upstream::retry_decision(e, peer, replayable, ctx.upstream_attempts, client_reused)
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        e: Box<Error>,
+    ) -> Box<Error> {
+        ctx.upstream_failed = true;
+        e
     }
 
     async fn upstream_request_filter(
@@ -435,6 +452,12 @@ impl ProxyHttp for EdgeProxy {
         )
         .await?;
         resp.insert_header(request_id::HEADER, &ctx.request_id)?;
+        if ctx.upstream_failed {
+            // A stale entry served because the upstream failed: Pingora
+            // closes the connection after it, so the response must say so
+            // (a client reusing it would see its next request fail).
+            session.set_keepalive(None);
+        }
         Ok(())
     }
 

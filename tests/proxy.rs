@@ -307,8 +307,9 @@ async fn purge_is_answered_by_edgeward_never_proxied() {
     assert_eq!(w.a.hits.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
 
-/// An upstream that answers `/ok` (keep-alive) and drops the connection
-/// without a word on any other path; counts requests by path.
+/// An upstream that answers `/ok` (keep-alive), answers `/flaky...` once
+/// (stale at once, `stale-if-error`), and drops the connection without a
+/// word otherwise; counts requests by method and path.
 async fn dropping_upstream() -> (
     String,
     std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
@@ -343,10 +344,14 @@ async fn dropping_upstream() -> (
                         .unwrap()
                         .entry(format!("{method} {path}"))
                         .or_default() += 1;
-                    if path != "/ok" {
+                    let first = counts.lock().unwrap()[&format!("{method} {path}")] == 1;
+                    let reply: &[u8] = if path == "/ok" {
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                    } else if path.starts_with("/flaky") && first {
+                        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\netag: \"v1\"\r\ncache-control: max-age=0, stale-if-error=60\r\ncontent-length: 2\r\n\r\nv1"
+                    } else {
                         return; // drop the connection, no answer
-                    }
-                    let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    };
                     if s.write_all(reply).await.is_err() {
                         return;
                     }
@@ -396,4 +401,44 @@ async fn a_dropped_request_is_retried_once_on_a_new_connection() {
             .status,
         200
     );
+}
+
+/// A stale entry served because the upstream dropped the request: Pingora
+/// closes the client connection after it, so the response says
+/// `Connection: close` (a client reusing the connection would lose its next
+/// request).
+#[tokio::test(flavor = "multi_thread")]
+async fn stale_served_on_upstream_failure_says_connection_close() {
+    let (addr, seen) = dropping_upstream().await;
+    let cfg = format!(
+        r#"
+listen: ["{{listen}}"]
+threads: 2
+accounts:
+  alice:
+    log_dir: "{{dir}}/alice"
+    sites:
+      blog:
+        addresses: ["blog.example.org"]
+        upstream: {{ address: "{addr}" }}
+        cache: {{ enabled: true }}
+"#
+    );
+    let ew = Edgeward::start(&cfg).await;
+    let r = get(ew.port, "blog.example.org", "/flaky").await.unwrap();
+    assert_eq!((r.status, r.body.as_str()), (200, "v1"));
+    assert_eq!(r.header("connection"), Some("keep-alive"));
+    // Stale at once: revalidated, the upstream drops it, the stale entry is
+    // served.
+    let r = get(ew.port, "blog.example.org", "/flaky").await.unwrap();
+    assert_eq!((r.status, r.body.as_str()), (200, "v1"));
+    assert!(
+        r.header("cache-status")
+            .is_some_and(|v| v.contains("stale-if-error")),
+        "{:?}",
+        r.header("cache-status")
+    );
+    assert_eq!(r.header("connection"), Some("close"));
+    // The first fetch, then the revalidation and its one retry.
+    assert_eq!(seen.lock().unwrap().get("GET /flaky"), Some(&3));
 }
