@@ -373,7 +373,8 @@ impl ProxyHttp for EdgeProxy {
     ) -> Box<Error> {
         ctx.upstream_failed = true;
         let replayable = session.req_header().method.is_idempotent()
-            && !session.as_ref().retry_buffer_truncated();
+            && !session.as_ref().retry_buffer_truncated()
+            && session.response_written().is_none();
         upstream::retry_decision(e, peer, replayable, ctx.upstream_attempts, client_reused)
     }
 

@@ -46,8 +46,9 @@ pub fn fresh_connection(peer: &mut HttpPeer) {
 
 /// Whether a request that failed on an upstream connection after it was
 /// sent is tried again: once, on a fresh connection, when the failed
-/// connection was a pooled one (the upstream may have closed it as we sent)
-/// and the request can be replayed (idempotent method, body still held).
+/// connection was a pooled one (the upstream may have closed it as we sent:
+/// closed, reset, or a write that failed) and the request can be replayed
+/// (idempotent method, body still held, nothing sent to the client yet).
 /// As nginx: never more than one retry, never for POST/PATCH.
 pub fn retry_decision(
     e: Box<Error>,
@@ -57,11 +58,12 @@ pub fn retry_decision(
     pooled: bool,
 ) -> Box<Error> {
     let mut e = e.more_context(format!("Peer: {peer}"));
-    if replayable && attempts < 2 {
-        e.retry.decide_reuse(pooled);
-    } else {
-        e.set_retry(false);
-    }
+    let transport = *e.esource() == ErrorSource::Upstream
+        && matches!(
+            e.etype(),
+            ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+        );
+    e.set_retry(replayable && attempts < 2 && pooled && transport);
     e
 }
 

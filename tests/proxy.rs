@@ -390,9 +390,19 @@ async fn a_dropped_request_is_retried_once_on_a_new_connection() {
         .await
         .unwrap();
     assert_eq!(r.status, 502);
+    // Warm again (the failed attempts used up pooled connections).
+    assert_eq!(
+        get(ew.port, "blog.example.org", "/ok").await.unwrap().status,
+        200
+    );
+    let r = request(ew.port, "PUT", Some("blog.example.org"), "/drop-put", &[])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 502);
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.get("GET /drop"), Some(&2), "{seen:?}");
     assert_eq!(seen.get("POST /drop-post"), Some(&1), "{seen:?}");
+    assert_eq!(seen.get("PUT /drop-put"), Some(&2), "{seen:?}");
     // The pool still serves.
     assert_eq!(
         get(ew.port, "blog.example.org", "/ok")
