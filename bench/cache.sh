@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Cache-hit throughput: edgeward (memory and Redis storage) vs nginx
-# proxy_cache and Varnish, for 10 KiB and 100 KiB objects.
+# Cache-hit throughput: edgeward (memory, Redis with and without its near
+# cache) vs nginx proxy_cache and Varnish, for 10 KiB and 100 KiB objects.
 #
 # One nginx origin serves the objects with `Cache-Control: max-age=3600`; each
 # cache is warmed (and checked to answer from its cache), then loaded with wrk
@@ -140,7 +140,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-read -r UP_PORT EWM_PORT EWR_PORT NX_PORT VA_PORT RD_PORT < <(free_ports 6)
+read -r UP_PORT EWM_PORT EWR_PORT EWD_PORT NX_PORT VA_PORT RD_PORT < <(free_ports 7)
 [[ -n "${RD_PORT:-}" ]] || die "could not pick free ports"
 log "work dir $WORK"
 
@@ -191,7 +191,7 @@ wait_ready origin "$LAST_PID" "http://127.0.0.1:$UP_PORT/obj${SIZE_LIST[0]}k.txt
 start_bg redis redis-server --port "$RD_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK"
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$RD_PORT") 2>/dev/null && break; sleep 0.05; done
 
-# ---------------------------------------------------------------- edgeward x2
+# ---------------------------------------------------------------- edgeward x3
 edgeward_conf() {   # PORT CACHE-SECTION
     cat <<EOF
 listen: ["127.0.0.1:$1"]
@@ -210,14 +210,19 @@ accounts:
         access_log: { enabled: false }
 EOF
 }
-mkdir -p "$WORK/edgeward-memory" "$WORK/edgeward-redis"
+mkdir -p "$WORK/edgeward-memory" "$WORK/edgeward-redis" "$WORK/edgeward-redis-direct"
 edgeward_conf "$EWM_PORT" "  storage: memory" >"$WORK/edgeward-memory/edgeward.yaml"
 edgeward_conf "$EWR_PORT" "  storage: redis
   redis: { url: \"redis://127.0.0.1:$RD_PORT/0\", key_prefix: \"bench:\" }" >"$WORK/edgeward-redis/edgeward.yaml"
+# The same without the near cache: every hit a Redis round trip.
+edgeward_conf "$EWD_PORT" "  storage: redis
+  redis: { url: \"redis://127.0.0.1:$RD_PORT/0\", key_prefix: \"bench-direct:\", local_size: 0 }" >"$WORK/edgeward-redis-direct/edgeward.yaml"
 start_bg edgeward-memory env RUST_LOG=warn "$EDGEWARD" run -c "$WORK/edgeward-memory/edgeward.yaml"
 EWM_PID=$LAST_PID
 start_bg edgeward-redis env RUST_LOG=warn "$EDGEWARD" run -c "$WORK/edgeward-redis/edgeward.yaml"
 EWR_PID=$LAST_PID
+start_bg edgeward-redis-direct env RUST_LOG=warn "$EDGEWARD" run -c "$WORK/edgeward-redis-direct/edgeward.yaml"
+EWD_PID=$LAST_PID
 
 # ---------------------------------------------------------------- nginx proxy_cache
 NX_DIR="$WORK/nginx"
@@ -247,9 +252,9 @@ start_bg varnish "$VARNISHD" -F -n "$VA_DIR" -a "127.0.0.1:$VA_PORT" -b "127.0.0
     -s malloc,256m -p "thread_pools=$THREADS"
 VA_PID=$LAST_PID
 
-NAMES=(edgeward-memory edgeward-redis nginx varnish)
-declare -A PORT=([edgeward-memory]=$EWM_PORT [edgeward-redis]=$EWR_PORT [nginx]=$NX_PORT [varnish]=$VA_PORT)
-declare -A PID=([edgeward-memory]=$EWM_PID [edgeward-redis]=$EWR_PID [nginx]=$NX_PID [varnish]=$VA_PID)
+NAMES=(edgeward-memory edgeward-redis edgeward-redis-direct nginx varnish)
+declare -A PORT=([edgeward-memory]=$EWM_PORT [edgeward-redis]=$EWR_PORT [edgeward-redis-direct]=$EWD_PORT [nginx]=$NX_PORT [varnish]=$VA_PORT)
+declare -A PID=([edgeward-memory]=$EWM_PID [edgeward-redis]=$EWR_PID [edgeward-redis-direct]=$EWD_PID [nginx]=$NX_PID [varnish]=$VA_PID)
 for p in "${NAMES[@]}"; do
     wait_ready "$p" "${PID[$p]}" "http://127.0.0.1:${PORT[$p]}/obj${SIZE_LIST[0]}k.txt" bench.local 30
 done
@@ -340,8 +345,8 @@ for s in "${SIZE_LIST[@]}"; do
     done
 done
 echo
-echo "| object | memory/nginx | redis/nginx | memory/varnish | redis/varnish |"
-echo "|-------:|-------------:|------------:|---------------:|--------------:|"
+echo "| object | memory/nginx | redis/nginx | redis-direct/nginx | memory/varnish | redis/varnish | redis-direct/varnish |"
+echo "|-------:|-------------:|------------:|-------------------:|---------------:|--------------:|---------------------:|"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 for s in "${SIZE_LIST[@]}"; do
     # shellcheck disable=SC2086  # intentional word splitting of the value lists
@@ -349,11 +354,13 @@ for s in "${SIZE_LIST[@]}"; do
     # shellcheck disable=SC2086
     rd=$(median ${RPS[$s,edgeward-redis]})
     # shellcheck disable=SC2086
+    dd=$(median ${RPS[$s,edgeward-redis-direct]})
+    # shellcheck disable=SC2086
     n=$(median ${RPS[$s,nginx]})
     # shellcheck disable=SC2086
     v=$(median ${RPS[$s,varnish]})
-    printf '| %s KiB | %s | %s | %s | %s |\n' "$s" "$(ratio "$m" "$n")" "$(ratio "$rd" "$n")" \
-        "$(ratio "$m" "$v")" "$(ratio "$rd" "$v")"
+    printf '| %s KiB | %s | %s | %s | %s | %s | %s |\n' "$s" "$(ratio "$m" "$n")" "$(ratio "$rd" "$n")" \
+        "$(ratio "$dd" "$n")" "$(ratio "$m" "$v")" "$(ratio "$rd" "$v")" "$(ratio "$dd" "$v")"
 done
 echo
 SUCCESS=1

@@ -2,7 +2,9 @@
 # HTTP caching conformance (github.com/http-tests/cache-tests) of edgeward's
 # cache, with each storage, through the kit in ../shared/tools/cache-tests.
 #
-# usage: tests/conformance/cache-tests.sh [memory|redis ...]   (default: both)
+# usage: tests/conformance/cache-tests.sh [memory|redis|redis-direct ...]
+#        (default: all three; redis-direct = Redis without the near cache,
+#        cache.redis.local_size: 0, every lookup a round trip)
 # env:
 #   CACHE_TESTS_DIR  suite checkout with `npm install --omit=dev` done (the
 #                    suite is never part of this repository; see the kit's README)
@@ -14,12 +16,14 @@
 #                    50ms turns some hits into misses)
 #   STORE_SET_COOKIE the site's cache.store_set_cookie (default true: RFC 9111
 #                    allows storing Set-Cookie; the product default is false)
+#   MIN_PASSED, MIN_REQUIRED  floors (default 215 and 145, issue 5's goal): the
+#                    script fails when a storage scores below either
 # Prints one score line per storage.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 KIT="${KIT:-$ROOT/../shared/tools/cache-tests}"
 SUITE="${CACHE_TESTS_DIR:-${TMPDIR:-/tmp}/cache-tests}"
-STORAGES=("$@"); (( ${#STORAGES[@]} )) || STORAGES=(memory redis)
+STORAGES=("$@"); (( ${#STORAGES[@]} )) || STORAGES=(memory redis redis-direct)
 [[ -x "$KIT/run-suite.sh" ]] || { echo "no kit at $KIT" >&2; exit 2; }
 [[ -f "$SUITE/tests/index.mjs" ]] || { echo "no suite at $SUITE (set CACHE_TESTS_DIR)" >&2; exit 2; }
 
@@ -43,14 +47,16 @@ for storage in "${STORAGES[@]}"; do
     port=$(free_port)
     case "$storage" in
         memory) cache_cfg="  storage: memory" ;;
-        redis)
+        redis|redis-direct)
+            local_size=""
+            [[ "$storage" == redis-direct ]] && local_size=", local_size: 0"
             rport=$(free_port)
             redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no \
                 --dir "$WORK" >"$WORK/redis.log" 2>&1 &
             PIDS+=("$!")
             wait_port "$rport" || { echo "redis-server did not start" >&2; exit 1; }
             cache_cfg="  storage: redis
-  redis: { url: \"redis://127.0.0.1:$rport/0\", key_prefix: \"conformance:\", timeout: ${REDIS_TIMEOUT:-250ms} }" ;;
+  redis: { url: \"redis://127.0.0.1:$rport/0\", key_prefix: \"conformance:\", timeout: ${REDIS_TIMEOUT:-250ms}$local_size }" ;;
         *) echo "unknown storage $storage" >&2; exit 2 ;;
     esac
     mkdir -p "$WORK/$storage"
@@ -74,8 +80,19 @@ YAML
     PIDS+=("$ew")
     wait_port "$port" || { cat "$WORK/$storage/edgeward.log" >&2; exit 1; }
     echo "== storage: $storage" >&2
-    CACHE_TESTS_DIR="$SUITE" "$KIT/run-suite.sh" "http://127.0.0.1:$port" \
-        "$OUT_DIR/cache-tests-$storage.json" | sed "s/^/$storage: /"
+    line=$(CACHE_TESTS_DIR="$SUITE" "$KIT/run-suite.sh" "http://127.0.0.1:$port" \
+        "$OUT_DIR/cache-tests-$storage.json")
+    echo "$storage: $line"
     kill "$ew"; wait "$ew" 2>/dev/null || true
+    if [[ "$line" =~ passed\ ([0-9]+)\ of\ [0-9]+\ \(required:\ ([0-9]+)\ of ]]; then
+        if (( BASH_REMATCH[1] < ${MIN_PASSED:-215} || BASH_REMATCH[2] < ${MIN_REQUIRED:-145} )); then
+            echo "$storage: below the floor (${MIN_PASSED:-215} passed, ${MIN_REQUIRED:-145} required); edgeward log: $WORK/$storage/edgeward.log" >&2
+            failed=1
+        fi
+    else
+        echo "$storage: no score line" >&2
+        failed=1
+    fi
 done
 echo "results in $OUT_DIR" >&2
+exit "${failed:-0}"
