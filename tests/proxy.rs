@@ -392,7 +392,10 @@ async fn a_dropped_request_is_retried_once_on_a_new_connection() {
     assert_eq!(r.status, 502);
     // Warm again (the failed attempts used up pooled connections).
     assert_eq!(
-        get(ew.port, "blog.example.org", "/ok").await.unwrap().status,
+        get(ew.port, "blog.example.org", "/ok")
+            .await
+            .unwrap()
+            .status,
         200
     );
     let r = request(ew.port, "PUT", Some("blog.example.org"), "/drop-put", &[])

@@ -23,6 +23,7 @@ use super::memory::Meta;
 use crate::metrics;
 use bytes::Bytes;
 use pingora::cache::CacheMeta;
+use pingora::cache::key::HashBinary;
 use redis::{PushInfo, PushKind, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -43,9 +44,10 @@ struct Entry {
 
 #[derive(Default)]
 struct Inner {
-    entries: HashMap<String, Entry>,
+    /// By the entry's cache key hash (the hex end of its Redis key).
+    entries: HashMap<HashBinary, Entry>,
     /// tick → key, oldest first.
-    lru: BTreeMap<u64, String>,
+    lru: BTreeMap<u64, HashBinary>,
     tick: u64,
     size: usize,
     /// Invalidations handled so far (see the module docs).
@@ -53,12 +55,27 @@ struct Inner {
 }
 
 impl Inner {
-    fn remove(&mut self, key: &str) {
+    fn remove(&mut self, key: &HashBinary) {
         if let Some(e) = self.entries.remove(key) {
             self.lru.remove(&e.tick);
             self.size -= e.size;
         }
     }
+}
+
+/// The cache key hash at the end of an entry's Redis key
+/// (`...:<32 hex digits>`); None for other keys (indexes, URL sets).
+pub fn key_hash(redis_key: &[u8]) -> Option<HashBinary> {
+    let hex = redis_key.rsplit(|b| *b == b':').next()?;
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        let digit = |c: u8| (c as char).to_digit(16);
+        out[i] = u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()?;
+    }
+    Some(out)
 }
 
 pub struct Near {
@@ -78,8 +95,8 @@ impl Near {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The entry stored under the Redis key `key`, if held and not too old.
-    pub fn get(&self, key: &str) -> Option<(CacheMeta, Vec<Bytes>)> {
+    /// The entry of cache key hash `key`, if held and not too old.
+    pub fn get(&self, key: &HashBinary) -> Option<(CacheMeta, Vec<Bytes>)> {
         let now = Instant::now();
         let mut inner = self.lock();
         let e = inner.entries.get(key)?;
@@ -93,7 +110,7 @@ impl Near {
         if let Some(e) = inner.entries.get_mut(key) {
             let old = std::mem::replace(&mut e.tick, tick);
             inner.lru.remove(&old);
-            inner.lru.insert(tick, key.to_string());
+            inner.lru.insert(tick, *key);
         }
         drop(inner);
         metrics::CACHE_NEAR_HITS.inc();
@@ -108,12 +125,16 @@ impl Near {
     /// Keep what a lookup read from Redis, unless an invalidation was
     /// handled since `seq` was taken. `keep` bounds its life (the Redis
     /// key's own).
-    pub fn insert(&self, seq: u64, key: &str, meta: &CacheMeta, chunks: &[Bytes], keep: Duration) {
+    pub fn insert(
+        &self,
+        seq: u64,
+        key: HashBinary,
+        meta: &CacheMeta,
+        chunks: &[Bytes],
+        keep: Duration,
+    ) {
         let meta = Meta::of(meta);
-        let size = ENTRY_OVERHEAD
-            + key.len()
-            + meta.weight()
-            + chunks.iter().map(Bytes::len).sum::<usize>();
+        let size = ENTRY_OVERHEAD + meta.weight() + chunks.iter().map(Bytes::len).sum::<usize>();
         // One object never takes more than a quarter of the space.
         if size > self.max_size / 4 {
             return;
@@ -123,13 +144,13 @@ impl Near {
         if inner.seq != seq {
             return;
         }
-        inner.remove(key);
+        inner.remove(&key);
         inner.tick += 1;
         let tick = inner.tick;
-        inner.lru.insert(tick, key.to_string());
+        inner.lru.insert(tick, key);
         inner.size += size;
         inner.entries.insert(
-            key.to_string(),
+            key,
             Entry {
                 meta,
                 chunks: chunks.to_vec(),
@@ -164,9 +185,9 @@ impl Near {
                     inner.seq += 1;
                     for k in keys {
                         if let Value::BulkString(k) = k
-                            && let Ok(k) = std::str::from_utf8(k)
+                            && let Some(h) = key_hash(k)
                         {
-                            inner.remove(k);
+                            inner.remove(&h);
                         }
                     }
                 }
@@ -202,12 +223,21 @@ mod tests {
         )
     }
 
-    fn invalidate(keys: &[&str]) -> PushInfo {
+    fn h(n: u8) -> HashBinary {
+        [n; 16]
+    }
+
+    fn redis_key(k: &HashBinary) -> String {
+        let hex: String = k.iter().map(|b| format!("{b:02x}")).collect();
+        format!("edgeward:e:9:acct/site:{hex}")
+    }
+
+    fn invalidate(keys: &[HashBinary]) -> PushInfo {
         PushInfo {
             kind: PushKind::Invalidate,
             data: vec![Value::Array(
                 keys.iter()
-                    .map(|k| Value::BulkString(k.as_bytes().to_vec()))
+                    .map(|k| Value::BulkString(redis_key(k).into_bytes()))
                     .collect(),
             )],
         }
@@ -218,18 +248,20 @@ mod tests {
         let near = Near::new(1 << 20);
         let body = [Bytes::from_static(b"hello")];
         let seq = near.seq();
-        near.on_push(&invalidate(&["k"]));
-        near.insert(seq, "k", &meta(), &body, MAX_AGE);
+        near.on_push(&invalidate(&[h(1)]));
+        near.insert(seq, h(1), &meta(), &body, MAX_AGE);
         assert!(
-            near.get("k").is_none(),
+            near.get(&h(1)).is_none(),
             "stored although invalidated meanwhile"
         );
         let seq = near.seq();
-        near.insert(seq, "k", &meta(), &body, MAX_AGE);
-        assert_eq!(near.get("k").unwrap().1, body.to_vec());
-        near.on_push(&invalidate(&["other", "k"]));
-        assert!(near.get("k").is_none());
+        near.insert(seq, h(1), &meta(), &body, MAX_AGE);
+        assert_eq!(near.get(&h(1)).unwrap().1, body.to_vec());
+        near.on_push(&invalidate(&[h(2), h(1)]));
+        assert!(near.get(&h(1)).is_none());
         assert_eq!(near.size(), 0);
+        assert_eq!(key_hash(redis_key(&h(0xab)).as_bytes()), Some(h(0xab)));
+        assert_eq!(key_hash(b"edgeward:i:9:acct/site"), None);
     }
 
     #[test]
@@ -246,10 +278,10 @@ mod tests {
                 data: vec![Value::Nil],
             },
         ] {
-            near.insert(near.seq(), "a", &meta(), &body, MAX_AGE);
-            assert!(near.get("a").is_some());
+            near.insert(near.seq(), h(1), &meta(), &body, MAX_AGE);
+            assert!(near.get(&h(1)).is_some());
             near.on_push(&push);
-            assert!(near.get("a").is_none());
+            assert!(near.get(&h(1)).is_none());
         }
     }
 
@@ -258,17 +290,17 @@ mod tests {
         let near = Near::new(64 * 1024);
         let body = [Bytes::from(vec![0u8; 10 * 1024])];
         for i in 0..20 {
-            near.insert(near.seq(), &format!("k{i}"), &meta(), &body, MAX_AGE);
+            near.insert(near.seq(), h(i), &meta(), &body, MAX_AGE);
             assert!(near.size() <= 64 * 1024);
         }
-        assert!(near.get("k0").is_none());
-        assert!(near.get("k19").is_some());
+        assert!(near.get(&h(0)).is_none());
+        assert!(near.get(&h(19)).is_some());
         // Too large for the space: not kept.
         let big = [Bytes::from(vec![0u8; 20 * 1024])];
-        near.insert(near.seq(), "big", &meta(), &big, MAX_AGE);
-        assert!(near.get("big").is_none());
+        near.insert(near.seq(), h(100), &meta(), &big, MAX_AGE);
+        assert!(near.get(&h(100)).is_none());
         // Past its life: gone.
-        near.insert(near.seq(), "short", &meta(), &body, Duration::ZERO);
-        assert!(near.get("short").is_none());
+        near.insert(near.seq(), h(101), &meta(), &body, Duration::ZERO);
+        assert!(near.get(&h(101)).is_none());
     }
 }

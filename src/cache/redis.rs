@@ -256,16 +256,18 @@ impl Storage for RedisStore {
         let Some((site, _)) = split_primary(key.primary_key()) else {
             return Ok(None);
         };
-        let ek = self.entry_key(site, key);
+        let hash = key.combined_bin();
         let seq = match &self.near {
             Some(near) => {
-                if let Some((meta, chunks)) = near.get(&ek) {
+                if let Some((meta, chunks)) = near.get(&hash) {
                     return Ok(Some((meta, Box::new(BodyHit::new(chunks)))));
                 }
                 Some(near.seq())
             }
             None => None,
         };
+        let ek = self.entry_key(site, key);
+        debug_assert_eq!(super::near::key_hash(ek.as_bytes()), Some(hash));
         let Some(mut fields) = self
             .run::<HashMap<String, Vec<u8>>>("lookup", async |c| {
                 if seq.is_some() {
@@ -313,7 +315,7 @@ impl Storage for RedisStore {
         match CacheMeta::deserialize(&internal, &header) {
             Ok(meta) => {
                 if let (Some(near), Some(seq)) = (&self.near, seq) {
-                    near.insert(seq, &ek, &meta, &chunks, Self::ttl(&meta));
+                    near.insert(seq, hash, &meta, &chunks, Self::ttl(&meta));
                 }
                 Ok(Some((meta, Box::new(BodyHit::new(chunks)))))
             }
