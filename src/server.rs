@@ -42,11 +42,6 @@ pub fn run(path: PathBuf, config: Config) -> Result<(), String> {
         threads: config.threads,
         grace_period_seconds: Some(grace.as_secs_f64().ceil() as u64),
         graceful_shutdown_timeout_seconds: Some(1),
-        // One single-threaded runtime per worker thread (as nginx's worker
-        // processes): cheaper task wake-ups than the work-stealing scheduler,
-        // +5 % cache hits per core (bench/cache.sh). Nothing here blocks a
-        // worker: the WAF, file writes and reloads run on their own threads.
-        work_stealing: false,
         ..Default::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

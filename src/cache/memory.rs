@@ -3,6 +3,7 @@
 //! per-site index of URLs for PURGE. An entry becomes visible only when its
 //! body is complete, so a half-written response is never served.
 
+use super::lru::Lru;
 use super::{MissBody, Store, UrlMatch, split_primary};
 use crate::metrics;
 use async_trait::async_trait;
@@ -82,28 +83,18 @@ struct Entry {
     body: Bytes,
     site: Arc<str>,
     url: Arc<str>,
-    size: usize,
-    tick: u64,
 }
 
 #[derive(Default)]
 struct Inner {
-    entries: HashMap<HashBinary, Entry>,
-    /// tick → key, oldest first.
-    lru: BTreeMap<u64, HashBinary>,
-    tick: u64,
-    size: usize,
+    entries: Lru<Entry>,
     /// site → url → keys (all Vary variants of the URL).
     index: HashMap<Arc<str>, BTreeMap<Arc<str>, HashSet<HashBinary>>>,
 }
 
 impl Inner {
-    fn remove(&mut self, key: &HashBinary) -> bool {
-        let Some(e) = self.entries.remove(key) else {
-            return false;
-        };
-        self.lru.remove(&e.tick);
-        self.size -= e.size;
+    /// Drop `e` (the entry of `key`, just taken out) from the index.
+    fn unindex(&mut self, key: &HashBinary, e: &Entry) {
         if let Some(urls) = self.index.get_mut(&e.site) {
             if let Some(keys) = urls.get_mut(&e.url) {
                 keys.remove(key);
@@ -115,16 +106,15 @@ impl Inner {
                 self.index.remove(&e.site);
             }
         }
-        true
     }
 
-    fn touch(&mut self, key: &HashBinary) {
-        self.tick += 1;
-        let tick = self.tick;
-        if let Some(e) = self.entries.get_mut(key) {
-            self.lru.remove(&e.tick);
-            e.tick = tick;
-            self.lru.insert(tick, *key);
+    fn remove(&mut self, key: &HashBinary) -> bool {
+        match self.entries.remove(key) {
+            Some(e) => {
+                self.unindex(key, &e);
+                true
+            }
+            None => false,
         }
     }
 }
@@ -150,19 +140,15 @@ impl MemoryStore {
 
     /// Bytes held now (entries plus bookkeeping).
     pub fn size(&self) -> usize {
-        self.lock().size
+        self.lock().entries.size()
     }
 
-    fn insert(&self, key: HashBinary, mut entry: Entry) {
+    fn insert(&self, key: HashBinary, entry: Entry, size: usize) {
         let mut inner = self.lock();
         inner.remove(&key);
-        if entry.size > self.max_size {
+        if size > self.max_size {
             return;
         }
-        inner.tick += 1;
-        entry.tick = inner.tick;
-        inner.lru.insert(entry.tick, key);
-        inner.size += entry.size;
         inner
             .index
             .entry(entry.site.clone())
@@ -170,15 +156,20 @@ impl MemoryStore {
             .entry(entry.url.clone())
             .or_default()
             .insert(key);
-        inner.entries.insert(key, entry);
-        while inner.size > self.max_size {
-            let Some((_, oldest)) = inner.lru.pop_first() else {
+        inner.entries.insert(key, entry, size);
+        while inner.entries.size() > self.max_size {
+            let Some((oldest, e)) = inner.entries.pop_oldest() else {
                 break;
             };
-            inner.remove(&oldest);
+            inner.unindex(&oldest, &e);
             metrics::CACHE_EVICTIONS.inc();
         }
     }
+}
+
+/// Bytes counted for an entry.
+fn entry_size(meta: &Meta, body: &Bytes, url: &str) -> usize {
+    meta.weight() + body.len() + url.len() + ENTRY_OVERHEAD
 }
 
 fn storage_key(key: &CacheKey) -> HashBinary {
@@ -198,7 +189,6 @@ impl Storage for MemoryStore {
             return Ok(None);
         };
         let found = (e.meta.rebuild(), e.body.clone());
-        inner.touch(&k);
         drop(inner);
         Ok(Some((found.0, Box::new(BodyHit::new(vec![found.1])))))
     }
@@ -241,20 +231,12 @@ impl Storage for MemoryStore {
         _trace: &SpanHandle,
     ) -> Result<bool> {
         let m = Meta::of(meta);
-        let mut guard = self.lock();
-        let inner = &mut *guard;
         let k = storage_key(key);
-        match inner.entries.get_mut(&k) {
-            Some(e) => {
-                let old = e.meta.weight();
-                let new = m.weight();
-                e.meta = m;
-                e.size = e.size - old + new;
-                inner.size = inner.size - old + new;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        Ok(self.lock().entries.update(&k, |e| {
+            let size = entry_size(&m, &e.body, &e.url);
+            e.meta = m;
+            size
+        }))
     }
 
     fn as_any(&self) -> &(dyn Any + Send + Sync + 'static) {
@@ -330,7 +312,7 @@ impl HandleMiss for MemoryMiss {
                 Bytes::from(b)
             }
         };
-        let size = meta.weight() + body.len() + self.url.len() + ENTRY_OVERHEAD;
+        let size = entry_size(&meta, &body, &self.url);
         self.store.insert(
             self.key,
             Entry {
@@ -338,9 +320,8 @@ impl HandleMiss for MemoryMiss {
                 body,
                 site: self.site,
                 url: self.url,
-                size,
-                tick: 0,
             },
+            size,
         );
         metrics::CACHE_STORED.with_label_values(&["memory"]).inc();
         Ok(MissFinishType::Created(size))

@@ -10,6 +10,7 @@
 //! - Responses of a cache-enabled site carry `Cache-Status` (RFC 9211) and,
 //!   when served from the cache, `Age`.
 
+mod lru;
 pub mod memory;
 mod near;
 pub mod policy;

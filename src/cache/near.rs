@@ -19,13 +19,13 @@
 //! dropped after `MAX_AGE` even if no invalidation came, so a lost message
 //! costs at most that much staleness, and never outlives its Redis key.
 
+use super::lru::Lru;
 use super::memory::Meta;
 use crate::metrics;
 use bytes::Bytes;
 use pingora::cache::CacheMeta;
 use pingora::cache::key::HashBinary;
 use redis::{PushInfo, PushKind, Value};
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -37,30 +37,15 @@ const ENTRY_OVERHEAD: usize = 256;
 struct Entry {
     meta: Meta,
     chunks: Vec<Bytes>,
-    size: usize,
-    tick: u64,
     until: Instant,
 }
 
 #[derive(Default)]
 struct Inner {
     /// By the entry's cache key hash (the hex end of its Redis key).
-    entries: HashMap<HashBinary, Entry>,
-    /// tick → key, oldest first.
-    lru: BTreeMap<u64, HashBinary>,
-    tick: u64,
-    size: usize,
+    entries: Lru<Entry>,
     /// Invalidations handled so far (see the module docs).
     seq: u64,
-}
-
-impl Inner {
-    fn remove(&mut self, key: &HashBinary) {
-        if let Some(e) = self.entries.remove(key) {
-            self.lru.remove(&e.tick);
-            self.size -= e.size;
-        }
-    }
 }
 
 /// The cache key hash at the end of an entry's Redis key
@@ -101,17 +86,10 @@ impl Near {
         let mut inner = self.lock();
         let e = inner.entries.get(key)?;
         if e.until <= now {
-            inner.remove(key);
+            inner.entries.remove(key);
             return None;
         }
         let found = (e.meta.rebuild(), e.chunks.clone());
-        inner.tick += 1;
-        let tick = inner.tick;
-        if let Some(e) = inner.entries.get_mut(key) {
-            let old = std::mem::replace(&mut e.tick, tick);
-            inner.lru.remove(&old);
-            inner.lru.insert(tick, *key);
-        }
         drop(inner);
         metrics::CACHE_NEAR_HITS.inc();
         Some(found)
@@ -144,26 +122,16 @@ impl Near {
         if inner.seq != seq {
             return;
         }
-        inner.remove(&key);
-        inner.tick += 1;
-        let tick = inner.tick;
-        inner.lru.insert(tick, key);
-        inner.size += size;
-        inner.entries.insert(
-            key,
-            Entry {
-                meta,
-                chunks: chunks.to_vec(),
-                size,
-                tick,
-                until,
-            },
-        );
-        while inner.size > self.max_size {
-            let Some((_, oldest)) = inner.lru.pop_first() else {
+        let entry = Entry {
+            meta,
+            chunks: chunks.to_vec(),
+            until,
+        };
+        inner.entries.insert(key, entry, size);
+        while inner.entries.size() > self.max_size {
+            if inner.entries.pop_oldest().is_none() {
                 break;
-            };
-            inner.remove(&oldest);
+            }
         }
     }
 
@@ -172,8 +140,6 @@ impl Near {
         let mut inner = self.lock();
         inner.seq += 1;
         inner.entries.clear();
-        inner.lru.clear();
-        inner.size = 0;
     }
 
     /// A RESP3 push from the Redis connection.
@@ -187,7 +153,7 @@ impl Near {
                         if let Value::BulkString(k) = k
                             && let Some(h) = key_hash(k)
                         {
-                            inner.remove(&h);
+                            inner.entries.remove(&h);
                         }
                     }
                 }
@@ -202,7 +168,7 @@ impl Near {
     /// Bytes held now.
     #[cfg(test)]
     fn size(&self) -> usize {
-        self.lock().size
+        self.lock().entries.size()
     }
 }
 
