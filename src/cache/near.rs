@@ -24,7 +24,7 @@ use super::memory::Meta;
 use crate::metrics;
 use bytes::Bytes;
 use pingora::cache::CacheMeta;
-use pingora::cache::key::HashBinary;
+use pingora::cache::key::{HashBinary, str2hex};
 use redis::{PushInfo, PushKind, Value};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -52,15 +52,7 @@ struct Inner {
 /// (`...:<32 hex digits>`); None for other keys (indexes, URL sets).
 pub fn key_hash(redis_key: &[u8]) -> Option<HashBinary> {
     let hex = redis_key.rsplit(|b| *b == b':').next()?;
-    if hex.len() != 32 {
-        return None;
-    }
-    let mut out = [0u8; 16];
-    for (i, pair) in hex.chunks(2).enumerate() {
-        let digit = |c: u8| (c as char).to_digit(16);
-        out[i] = u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()?;
-    }
-    Some(out)
+    str2hex(std::str::from_utf8(hex).ok()?)
 }
 
 pub struct Near {

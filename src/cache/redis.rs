@@ -201,13 +201,9 @@ impl RedisStore {
         format!("{}:{}", site.len(), site)
     }
 
-    fn entry_key(&self, site: &str, key: &CacheKey) -> String {
-        format!(
-            "{}e:{}:{}",
-            self.prefix,
-            Self::site_part(site),
-            key.combined()
-        )
+    /// An entry's key; `hex` is its cache key's `combined()` hash.
+    fn entry_key(&self, site: &str, hex: &str) -> String {
+        format!("{}e:{}:{hex}", self.prefix, Self::site_part(site))
     }
 
     /// The set of entries (Vary variants) of one URL, for exact purges.
@@ -266,8 +262,7 @@ impl Storage for RedisStore {
             }
             None => None,
         };
-        let ek = self.entry_key(site, key);
-        debug_assert_eq!(super::near::key_hash(ek.as_bytes()), Some(hash));
+        let ek = self.entry_key(site, &key.combined());
         let Some(mut fields) = self
             .run::<HashMap<String, Vec<u8>>>("lookup", async |c| {
                 if seq.is_some() {
@@ -334,13 +329,14 @@ impl Storage for RedisStore {
     ) -> Result<MissHandler> {
         let (site, url) = split_primary(key.primary_key()).unwrap_or(("", ""));
         let ready = !site.is_empty();
+        let hex = key.combined();
         Ok(Box::new(RedisMiss {
             store: self,
-            entry_key: self.entry_key(site, key),
+            entry_key: self.entry_key(site, &hex),
             index_key: self.index_key(site),
-            member: format!("{url}\n{}", key.combined()),
+            member: format!("{url}\n{hex}"),
             url_key: self.url_key(site, url),
-            hex: key.combined(),
+            hex,
             meta: if ready { meta.serialize().ok() } else { None },
             ttl: Self::ttl(meta),
             body: MissBody::new(self.max_object_size),
@@ -372,9 +368,10 @@ impl Storage for RedisStore {
             return Ok(false);
         };
         let ttl = Self::ttl(meta);
-        let ek = self.entry_key(site, key);
+        let hex = key.combined();
+        let ek = self.entry_key(site, &hex);
         let ik = self.index_key(site);
-        let member = format!("{url}\n{}", key.combined());
+        let member = format!("{url}\n{hex}");
         let uk = self.url_key(site, url);
         let score = now_ms() + ttl.as_millis() as u64;
         let updated = self
@@ -390,7 +387,7 @@ impl Storage for RedisStore {
                     .arg(ttl.as_millis() as u64)
                     .arg(score)
                     .arg(&member)
-                    .arg(key.combined())
+                    .arg(&hex)
                     .query_async(c)
                     .await
             })
@@ -429,10 +426,7 @@ impl Store for RedisStore {
             if hexes.is_empty() {
                 return Ok(0);
             }
-            let keys: Vec<String> = hexes
-                .iter()
-                .map(|h| format!("{}e:{}:{h}", self.prefix, Self::site_part(site)))
-                .collect();
+            let keys: Vec<String> = hexes.iter().map(|h| self.entry_key(site, h)).collect();
             let members: Vec<String> = hexes.iter().map(|h| format!("{url}\n{h}")).collect();
             let (deleted, _, _) = self
                 .run_within::<(usize, usize, usize)>(deadline, "purge", async |c| {
@@ -455,7 +449,7 @@ impl Store for RedisStore {
         let mut cursor: u64 = 0;
         let mut removed = 0usize;
         loop {
-            let Some((next, page)) = self
+            let (next, page) = self
                 .run_within::<(u64, Vec<(String, f64)>)>(deadline, "purge", async |c| {
                     redis::cmd("ZSCAN")
                         .arg(&ik)
@@ -466,9 +460,7 @@ impl Store for RedisStore {
                         .await
                 })
                 .await
-            else {
-                return Err("the cache storage (redis) did not answer".into());
-            };
+                .ok_or_else(unavailable)?;
             let members: Vec<&str> = page
                 .iter()
                 .map(|(m, _)| m.as_str())
@@ -482,9 +474,9 @@ impl Store for RedisStore {
                 let keys: Vec<String> = members
                     .iter()
                     .filter_map(|member| member.rsplit_once('\n'))
-                    .map(|(_, hex)| format!("{}e:{}:{hex}", self.prefix, Self::site_part(site)))
+                    .map(|(_, hex)| self.entry_key(site, hex))
                     .collect();
-                let Some((deleted, _)) = self
+                let (deleted, _) = self
                     .run_within::<(usize, usize)>(deadline, "purge", async |c| {
                         redis::pipe()
                             .atomic()
@@ -497,9 +489,7 @@ impl Store for RedisStore {
                             .await
                     })
                     .await
-                else {
-                    return Err("the cache storage (redis) did not answer".into());
-                };
+                    .ok_or_else(unavailable)?;
                 removed += deleted;
             }
             if next == 0 {
