@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Cache-hit throughput: edgeward (memory, Redis with and without its near
 # cache) vs nginx proxy_cache and Varnish, for 10 KiB and 100 KiB objects.
+# Also measured: pingora-static (bench/pingora_static.rs), a Pingora server
+# answering every request with a response built at start-up: the ceiling of
+# anything built on Pingora's HTTP stack, edgeward included.
 #
 # One nginx origin serves the objects with `Cache-Control: max-age=3600`; each
 # cache is warmed (and checked to answer from its cache), then loaded with wrk
@@ -108,6 +111,11 @@ else
         cargo build --release >&2
     fi
 fi
+PINGORA_STATIC="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/examples/pingora-static"
+if [[ ! -x "$PINGORA_STATIC" ]]; then
+    log "$PINGORA_STATIC missing; running cargo build --release --example pingora-static"
+    cargo build --release --example pingora-static >&2
+fi
 
 # ---------------------------------------------------------------- work dir + cleanup
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/edgeward-cache-bench.XXXXXX")
@@ -140,8 +148,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-read -r UP_PORT EWM_PORT EWR_PORT EWD_PORT NX_PORT VA_PORT RD_PORT < <(free_ports 7)
-[[ -n "${RD_PORT:-}" ]] || die "could not pick free ports"
+read -r UP_PORT EWM_PORT EWR_PORT EWD_PORT NX_PORT VA_PORT RD_PORT PS_PORT < <(free_ports 8)
+[[ -n "${PS_PORT:-}" ]] || die "could not pick free ports"
 log "work dir $WORK"
 
 USER_DIRECTIVE=""
@@ -252,9 +260,13 @@ start_bg varnish "$VARNISHD" -F -n "$VA_DIR" -a "127.0.0.1:$VA_PORT" -b "127.0.0
     -s malloc,256m -p "thread_pools=$THREADS"
 VA_PID=$LAST_PID
 
-NAMES=(edgeward-memory edgeward-redis edgeward-redis-direct nginx varnish)
-declare -A PORT=([edgeward-memory]=$EWM_PORT [edgeward-redis]=$EWR_PORT [edgeward-redis-direct]=$EWD_PORT [nginx]=$NX_PORT [varnish]=$VA_PORT)
-declare -A PID=([edgeward-memory]=$EWM_PID [edgeward-redis]=$EWR_PID [edgeward-redis-direct]=$EWD_PID [nginx]=$NX_PID [varnish]=$VA_PID)
+# ---------------------------------------------------------------- pingora-static
+start_bg pingora-static "$PINGORA_STATIC" "127.0.0.1:$PS_PORT" "$THREADS" "${SIZE_LIST[@]}"
+PS_PID=$LAST_PID
+
+NAMES=(edgeward-memory edgeward-redis edgeward-redis-direct nginx varnish pingora-static)
+declare -A PORT=([edgeward-memory]=$EWM_PORT [edgeward-redis]=$EWR_PORT [edgeward-redis-direct]=$EWD_PORT [nginx]=$NX_PORT [varnish]=$VA_PORT [pingora-static]=$PS_PORT)
+declare -A PID=([edgeward-memory]=$EWM_PID [edgeward-redis]=$EWR_PID [edgeward-redis-direct]=$EWD_PID [nginx]=$NX_PID [varnish]=$VA_PID [pingora-static]=$PS_PID)
 for p in "${NAMES[@]}"; do
     wait_ready "$p" "${PID[$p]}" "http://127.0.0.1:${PORT[$p]}/obj${SIZE_LIST[0]}k.txt" bench.local 30
 done
@@ -265,6 +277,7 @@ is_hit() {   # PROXY HEADERS-FILE
         edgeward-*) grep -qi '^cache-status: edgeward; hit' "$2" ;;
         nginx)      grep -qi '^x-cache: HIT' "$2" ;;
         varnish)    grep -qiE '^x-varnish: [0-9]+ [0-9]+' "$2" ;;
+        pingora-static) grep -qi '^cache-status: pingora-static; hit' "$2" ;;
     esac
 }
 for s in "${SIZE_LIST[@]}"; do
@@ -345,8 +358,8 @@ for s in "${SIZE_LIST[@]}"; do
     done
 done
 echo
-echo "| object | memory/nginx | redis/nginx | redis-direct/nginx | memory/varnish | redis/varnish | redis-direct/varnish |"
-echo "|-------:|-------------:|------------:|-------------------:|---------------:|--------------:|---------------------:|"
+echo "| object | memory/nginx | redis/nginx | redis-direct/nginx | memory/varnish | redis/varnish | redis-direct/varnish | pingora-static/nginx | memory/pingora-static |"
+echo "|-------:|-------------:|------------:|-------------------:|---------------:|--------------:|---------------------:|---------------------:|----------------------:|"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 for s in "${SIZE_LIST[@]}"; do
     # shellcheck disable=SC2086  # intentional word splitting of the value lists
@@ -359,9 +372,14 @@ for s in "${SIZE_LIST[@]}"; do
     n=$(median ${RPS[$s,nginx]})
     # shellcheck disable=SC2086
     v=$(median ${RPS[$s,varnish]})
-    printf '| %s KiB | %s | %s | %s | %s | %s | %s |\n' "$s" "$(ratio "$m" "$n")" "$(ratio "$rd" "$n")" \
-        "$(ratio "$dd" "$n")" "$(ratio "$m" "$v")" "$(ratio "$rd" "$v")" "$(ratio "$dd" "$v")"
+    # shellcheck disable=SC2086
+    ps=$(median ${RPS[$s,pingora-static]})
+    printf '| %s KiB | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$s" "$(ratio "$m" "$n")" "$(ratio "$rd" "$n")" \
+        "$(ratio "$dd" "$n")" "$(ratio "$m" "$v")" "$(ratio "$rd" "$v")" "$(ratio "$dd" "$v")" \
+        "$(ratio "$ps" "$n")" "$(ratio "$m" "$ps")"
 done
+echo
+echo "pingora-static answers every request from \`request_filter\` with a response built at start-up (bench/pingora_static.rs): pingora-static/nginx is the most any server on Pingora's HTTP stack can reach here; memory/pingora-static is how close edgeward's cache hits come to it."
 echo
 SUCCESS=1
 if (( CLEAN )); then echo "Raw wrk output deleted (--clean)."; else echo "Raw wrk output, configs and logs: \`$WORK\`"; fi

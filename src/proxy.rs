@@ -236,6 +236,21 @@ impl ProxyHttp for EdgeProxy {
                         return Ok(true);
                     }
                 }
+                if let Some((mut header, body)) =
+                    cache::fresh_hit(session, &ctx.config, site, ctx.host.as_deref())
+                {
+                    header.insert_header(request_id::HEADER, &ctx.request_id)?;
+                    let header_only = session.req_header().method == http::Method::HEAD
+                        || body.iter().all(|b| b.is_empty());
+                    session.write_response_header(header, header_only).await?;
+                    if !header_only {
+                        let n = body.len();
+                        for (i, part) in body.into_iter().enumerate() {
+                            session.write_response_body(Some(part), i + 1 == n).await?;
+                        }
+                    }
+                    return Ok(true);
+                }
                 if let UpstreamTarget::Program(spec) = &site.upstream.target {
                     match supervisor::SUPERVISOR.lease(site, spec).await {
                         Ok(lease) => ctx.lease = Some(lease),

@@ -14,7 +14,7 @@ use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::listening::Service;
-use std::net::TcpListener;
+use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,12 +28,28 @@ use tokio::signal::unix::{SignalKind, signal};
 /// close-delimited bodies are flushed at every write.
 const CLIENT_WRITE_BUFFER: usize = 16 * 1024;
 
+/// Whether `addr` can be bound (as Pingora will, with `SO_REUSEADDR`). Bound
+/// only, never listening: a listening socket closed again would reset the
+/// connections a client made to it meanwhile.
+fn can_bind(addr: &str) -> std::io::Result<()> {
+    for a in addr.to_socket_addrs()? {
+        let socket = if a.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(a)?;
+    }
+    Ok(())
+}
+
 /// Start serving `config` (loaded from `path`) until a stop signal.
 pub fn run(path: PathBuf, config: Config) -> Result<(), String> {
     // Fail with a clear message when an address is taken, before Pingora
     // starts its runtimes.
     for addr in config.listen.iter().chain(config.admin_listen.iter()) {
-        TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        can_bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     }
     crate::metrics::init();
 

@@ -452,6 +452,7 @@ both!(
     cache_lock_prevents_stampede,
     large_objects_stream_uncached,
     range_requests,
+    plain_and_directive_hits_agree,
 );
 
 // ------------------------------------------------------------------- cases
@@ -492,6 +493,80 @@ async fn miss_then_hit_with_age(storage: Storage) {
         m.contains("edgeward_cache_requests_total{result=\"hit\",site=\"alice/blog\"}"),
         "{m}"
     );
+}
+
+/// The fields of a reply in order, without those that differ between two
+/// answers of the same stored response (Date, the request id, Age).
+fn stable_fields(r: &Reply) -> Vec<(String, String)> {
+    r.headers
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "date" | "x-request-id" | "age"))
+        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+        .collect()
+}
+
+/// A plain GET/HEAD of a fresh entry is answered without pingora-cache's
+/// state machine; one with a request directive that changes nothing
+/// (`max-stale=0` on a fresh entry) goes through it. Both must give the same
+/// response: status, the same fields in the same order, Age, body.
+async fn plain_and_directive_hits_agree(storage: Storage) {
+    let w = world(storage).await;
+    for (path, status) in [("/same", 200), ("/gone", 404)] {
+        w.origin.set(
+            path,
+            status,
+            &[
+                ("cache-control", "max-age=60"),
+                ("etag", "\"e1\""),
+                ("cache-status", "origin; fwd=uri-miss"),
+            ],
+        );
+        let first = w.get("blog.test", path).await;
+        assert_eq!(
+            cache_status(&first),
+            "edgeward; fwd=miss; stored, origin; fwd=uri-miss"
+        );
+        for method in ["GET", "HEAD"] {
+            let plain = w.req(method, "blog.test", path, &[]).await;
+            let full = w
+                .req(
+                    method,
+                    "blog.test",
+                    path,
+                    &[("cache-control", "max-stale=0")],
+                )
+                .await;
+            assert!(
+                is_hit(&plain) && is_hit(&full),
+                "{method} {path}: {:?} / {:?}",
+                plain.headers,
+                full.headers
+            );
+            assert_eq!(plain.status, status);
+            assert_eq!(full.status, status);
+            assert_eq!(
+                stable_fields(&plain),
+                stable_fields(&full),
+                "{method} {path}"
+            );
+            assert_eq!(plain.body, full.body, "{method} {path}");
+            let body = if method == "GET" {
+                format!("{path} #1")
+            } else {
+                String::new()
+            };
+            assert_eq!(plain.body, body, "{method} {path}");
+            let age = |r: &Reply| r.header("age").and_then(|a| a.parse::<u64>().ok());
+            let (a, b) = (age(&plain), age(&full));
+            assert!(
+                a.zip(b).is_some_and(|(a, b)| a.abs_diff(b) <= 1),
+                "{method} {path}: Age {a:?} / {b:?}"
+            );
+            assert!(plain.header("x-request-id").is_some());
+        }
+    }
+    assert_eq!(w.origin.hits("/same"), 1);
+    assert_eq!(w.origin.hits("/gone"), 1);
 }
 
 async fn expiry_and_site_ttl(storage: Storage) {

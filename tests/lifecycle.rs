@@ -103,3 +103,31 @@ async fn sigint_stops_at_once_and_usr1_does_not_kill() {
         t0.elapsed()
     );
 }
+
+/// A listen address another process holds: edgeward says which and exits,
+/// before starting anything (and without listening on it even briefly).
+#[test]
+fn a_taken_listen_address_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edgeward.yaml");
+    std::fs::write(
+        &path,
+        config("127.0.0.1:9", "1s")
+            .replace("{listen}", &addr)
+            .replace("{dir}", &dir.path().display().to_string()),
+    )
+    .unwrap();
+    let out = std::process::Command::new(binary())
+        .args(["run", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}: Address already in use")),
+        "{stderr}"
+    );
+}

@@ -4,7 +4,7 @@
 //! body is complete, so a half-written response is never served.
 
 use super::lru::Lru;
-use super::{MissBody, Store, UrlMatch, split_primary};
+use super::{Fresh, MissBody, Store, UrlMatch, split_primary};
 use crate::metrics;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -65,6 +65,36 @@ impl Meta {
             m.set_variance_key(v);
         }
         m
+    }
+
+    /// The stored header and the entry's age in seconds, when the entry can
+    /// answer a plain request as it is (`super::fresh_hit`): fresh at `now`,
+    /// one variant only (no `Vary`), a single `Content-Length` equal to
+    /// `body_len`.
+    pub(super) fn fresh_header(
+        &self,
+        now: SystemTime,
+        body_len: usize,
+    ) -> Option<(ResponseHeader, u64)> {
+        // As `CacheMeta::is_fresh`.
+        if self.variance.is_some() || self.fresh_until < now {
+            return None;
+        }
+        let h = &self.header.headers;
+        if h.contains_key(http::header::VARY) {
+            return None;
+        }
+        let mut lengths = h.get_all(http::header::CONTENT_LENGTH).iter();
+        let length = lengths.next()?.to_str().ok()?.parse::<usize>().ok()?;
+        if length != body_len || lengths.next().is_some() {
+            return None;
+        }
+        // As `CacheMeta::age` of the rebuilt meta.
+        let age = now
+            .duration_since(self.epoch.unwrap_or(self.created))
+            .unwrap_or_default()
+            .as_secs();
+        Some((self.header.clone(), age))
     }
 
     /// Bytes counted for it.
@@ -248,6 +278,17 @@ impl Storage for MemoryStore {
 impl Store for MemoryStore {
     fn kind(&self) -> &'static str {
         "memory"
+    }
+
+    fn fresh(&self, key: &HashBinary, now: SystemTime) -> Option<Fresh> {
+        let mut inner = self.lock();
+        let e = inner.entries.get(key)?;
+        let (header, age) = e.meta.fresh_header(now, e.body.len())?;
+        Some(Fresh {
+            header,
+            age,
+            body: vec![e.body.clone()],
+        })
     }
 
     async fn purge_urls(

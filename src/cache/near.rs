@@ -19,6 +19,7 @@
 //! dropped after `MAX_AGE` even if no invalidation came, so a lost message
 //! costs at most that much staleness, and never outlives its Redis key.
 
+use super::Fresh;
 use super::lru::Lru;
 use super::memory::Meta;
 use crate::metrics;
@@ -27,7 +28,7 @@ use pingora::cache::CacheMeta;
 use pingora::cache::key::{HashBinary, str2hex};
 use redis::{PushInfo, PushKind, Value};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Longest time an entry is served from memory without reading Redis again.
 const MAX_AGE: Duration = Duration::from_secs(60);
@@ -87,6 +88,22 @@ impl Near {
         Some(found)
     }
 
+    /// The entry of `key` when it can answer a plain request as it is
+    /// (`super::fresh_hit`).
+    pub fn fresh(&self, key: &HashBinary, now: SystemTime) -> Option<Fresh> {
+        let mut inner = self.lock();
+        let e = inner.entries.get(key)?;
+        if e.until <= Instant::now() {
+            return None;
+        }
+        let len = e.chunks.iter().map(Bytes::len).sum();
+        let (header, age) = e.meta.fresh_header(now, len)?;
+        let body = e.chunks.clone();
+        drop(inner);
+        metrics::CACHE_NEAR_HITS.inc();
+        Some(Fresh { header, age, body })
+    }
+
     /// The sequence number to hand back to `insert`.
     pub fn seq(&self) -> u64 {
         self.lock().seq
@@ -132,6 +149,19 @@ impl Near {
         let mut inner = self.lock();
         inner.seq += 1;
         inner.entries.clear();
+    }
+
+    /// Forget the entries of these Redis keys, as an invalidation would: a
+    /// PURGE by this process does not wait for Redis's push to stop serving
+    /// them.
+    pub fn forget<'a>(&self, redis_keys: impl IntoIterator<Item = &'a str>) {
+        let mut inner = self.lock();
+        inner.seq += 1;
+        for k in redis_keys {
+            if let Some(h) = key_hash(k.as_bytes()) {
+                inner.entries.remove(&h);
+            }
+        }
     }
 
     /// A RESP3 push from the Redis connection.
@@ -220,6 +250,32 @@ mod tests {
         assert_eq!(near.size(), 0);
         assert_eq!(key_hash(redis_key(&h(0xab)).as_bytes()), Some(h(0xab)));
         assert_eq!(key_hash(b"edgeward:i:9:acct/site"), None);
+    }
+
+    #[test]
+    fn fresh_entries_and_forget() {
+        let near = Near::new(1 << 20);
+        let body = [Bytes::from_static(b"hello")];
+        let now = SystemTime::now();
+        near.insert(near.seq(), h(1), &meta(), &body, MAX_AGE);
+        assert!(
+            near.fresh(&h(1), now).is_none(),
+            "no Content-Length: the full path"
+        );
+        let mut header = ResponseHeader::build(200, None).unwrap();
+        header.insert_header("content-length", "5").unwrap();
+        let m = CacheMeta::new(now + Duration::from_secs(60), now, 0, 0, header);
+        near.insert(near.seq(), h(2), &m, &body, MAX_AGE);
+        let f = near.fresh(&h(2), now + Duration::from_secs(3)).unwrap();
+        assert_eq!((f.body, f.age), (body.to_vec(), 3));
+        assert!(
+            near.fresh(&h(2), now + Duration::from_secs(61)).is_none(),
+            "stale: the full path"
+        );
+        let seq = near.seq();
+        near.forget([redis_key(&h(2)).as_str()]);
+        assert!(near.get(&h(2)).is_none());
+        assert_ne!(near.seq(), seq, "a read racing the purge is not kept");
     }
 
     #[test]

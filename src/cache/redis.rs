@@ -13,12 +13,12 @@
 
 use super::memory::BodyHit;
 use super::near::Near;
-use super::{MissBody, Store, UrlMatch, split_primary};
+use super::{Fresh, MissBody, Store, UrlMatch, split_primary};
 use crate::metrics;
 use async_trait::async_trait;
 use bytes::Bytes;
 use log::warn;
-use pingora::cache::key::CacheHashKey;
+use pingora::cache::key::{CacheHashKey, HashBinary};
 use pingora::cache::storage::{
     HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget, PurgeType,
 };
@@ -406,6 +406,11 @@ impl Store for RedisStore {
         "redis"
     }
 
+    /// Only from the near cache: a Redis round trip takes the full path.
+    fn fresh(&self, key: &HashBinary, now: SystemTime) -> Option<Fresh> {
+        self.near.as_ref()?.fresh(key, now)
+    }
+
     async fn purge_urls(
         &'static self,
         site: &str,
@@ -444,6 +449,9 @@ impl Store for RedisStore {
                 })
                 .await
                 .ok_or_else(unavailable)?;
+            if let Some(near) = &self.near {
+                near.forget(keys.iter().map(String::as_str));
+            }
             return Ok(deleted);
         }
         let mut cursor: u64 = 0;
@@ -490,6 +498,9 @@ impl Store for RedisStore {
                     })
                     .await
                     .ok_or_else(unavailable)?;
+                if let Some(near) = &self.near {
+                    near.forget(keys.iter().map(String::as_str));
+                }
                 removed += deleted;
             }
             if next == 0 {

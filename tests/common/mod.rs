@@ -47,6 +47,33 @@ pub fn free_port() -> u16 {
         .expect("bind an ephemeral port")
 }
 
+/// Whether process `pid` holds the TCP socket listening on 127.0.0.1 or a
+/// wildcard address at `port` (Linux: /proc/net/tcp{,6} and the process's
+/// file descriptors).
+pub fn listens_on(pid: u32, port: u16) -> bool {
+    let port_hex = format!(":{port:04X}");
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address, state 0A = LISTEN, inode.
+            if f.len() > 9 && f[1].ends_with(&port_hex) && f[3] == "0A" {
+                inodes.push(format!("socket:[{}]", f[9]));
+            }
+        }
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .is_ok_and(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
+    })
+}
+
 // ---------------------------------------------------------------- upstreams
 
 /// What a test upstream does with each request.
@@ -382,7 +409,13 @@ impl Edgeward {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 return Err(format!("exited with {status}\n{}", self.log()));
             }
-            if TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+            // Listening, and the listener is edgeward's: a port picked by
+            // `free_port` may have been taken meanwhile by another test's
+            // server (which would answer in edgeward's place until edgeward
+            // gives up with "Address already in use").
+            if TcpStream::connect(("127.0.0.1", self.port)).await.is_ok()
+                && listens_on(self.pid(), self.port)
+            {
                 return Ok(());
             }
             if start.elapsed() > DEADLINE {
