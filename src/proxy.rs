@@ -236,19 +236,16 @@ impl ProxyHttp for EdgeProxy {
                         return Ok(true);
                     }
                 }
-                if let Some((mut header, body)) =
-                    cache::fresh_hit(session, &ctx.config, site, ctx.host.as_deref())
+                if cache::serve_fresh_hit(
+                    session,
+                    &ctx.config,
+                    site,
+                    ctx.host.as_deref(),
+                    &ctx.request_id,
+                    &mut ctx.cache,
+                )
+                .await?
                 {
-                    header.insert_header(request_id::HEADER, &ctx.request_id)?;
-                    let header_only = session.req_header().method == http::Method::HEAD
-                        || body.iter().all(|b| b.is_empty());
-                    session.write_response_header(header, header_only).await?;
-                    if !header_only {
-                        let n = body.len();
-                        for (i, part) in body.into_iter().enumerate() {
-                            session.write_response_body(Some(part), i + 1 == n).await?;
-                        }
-                    }
                     return Ok(true);
                 }
                 if let UpstreamTarget::Program(spec) = &site.upstream.target {
@@ -285,7 +282,12 @@ impl ProxyHttp for EdgeProxy {
     }
 
     fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
-        cache::cache_key(session, ctx.site.as_deref(), ctx.host.as_deref())
+        cache::cache_key(
+            session,
+            ctx.site.as_deref(),
+            ctx.host.as_deref(),
+            &mut ctx.cache,
+        )
     }
 
     async fn cache_hit_filter(

@@ -68,7 +68,7 @@ impl Meta {
     }
 
     /// The stored header and the entry's age in seconds, when the entry can
-    /// answer a plain request as it is (`super::fresh_hit`): fresh at `now`,
+    /// answer a plain request as it is (`super::serve_fresh_hit`): fresh at `now`,
     /// one variant only (no `Vary`), a single `Content-Length` equal to
     /// `body_len`.
     pub(super) fn fresh_header(

@@ -84,7 +84,7 @@ use std::time::{Duration, SystemTime};
 pub trait Store: Storage + Send + Sync + 'static {
     fn kind(&self) -> &'static str;
     /// The entry of `key` (a cache key hash) when it can answer a plain
-    /// request as it is, from this process's memory (see `fresh_hit`); None
+    /// request as it is, from this process's memory (see `serve_fresh_hit`); None
     /// sends the request through pingora-cache.
     fn fresh(&self, _key: &HashBinary, _now: SystemTime) -> Option<Fresh> {
         None
@@ -235,12 +235,20 @@ pub struct CacheCtx {
     forced: bool,
     /// The header fields of the origin's 304, to update the stored ones.
     revalidation: Option<http::HeaderMap>,
+    /// The key `serve_fresh_hit` built, for `cache_key` when it fell through.
+    key: Option<CacheKey>,
 }
 
 fn site_url(host: Option<&str>, session: &Session) -> String {
     let req = session.req_header();
     let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
     format!("{}{pq}", host.unwrap_or(""))
+}
+
+/// The cache answers GET and HEAD, never an upgrade (WebSocket).
+fn cache_applies(req: &pingora::http::RequestHeader) -> bool {
+    matches!(req.method, http::Method::GET | http::Method::HEAD)
+        && !req.headers.contains_key(http::header::UPGRADE)
 }
 
 /// `request_cache_filter`: enable the cache for GET/HEAD of a cache-enabled
@@ -255,9 +263,7 @@ pub fn request_cache_filter(
         return;
     }
     let req = session.req_header();
-    if !matches!(req.method, http::Method::GET | http::Method::HEAD)
-        || req.headers.contains_key(http::header::UPGRADE)
-    {
+    if !cache_applies(req) {
         return;
     }
     cc.req = RequestDirectives::parse(req);
@@ -270,8 +276,20 @@ pub fn request_cache_filter(
     );
 }
 
-/// `cache_key_callback`.
-pub fn cache_key(session: &Session, site: Option<&Site>, host: Option<&str>) -> Result<CacheKey> {
+/// `cache_key_callback`: the key `serve_fresh_hit` already built, or a new one.
+pub fn cache_key(
+    session: &Session,
+    site: Option<&Site>,
+    host: Option<&str>,
+    cc: &mut CacheCtx,
+) -> Result<CacheKey> {
+    match cc.key.take() {
+        Some(key) => Ok(key),
+        None => build_key(session, site, host),
+    }
+}
+
+fn build_key(session: &Session, site: Option<&Site>, host: Option<&str>) -> Result<CacheKey> {
     let Some(site) = site else {
         return Error::e_explain(ErrorType::InternalError, "no site for the cache key");
     };
@@ -300,49 +318,61 @@ const FULL_PATH_FIELDS: &[http::header::HeaderName] = &[
     http::header::IF_MATCH,
     http::header::IF_UNMODIFIED_SINCE,
     http::header::AUTHORIZATION,
-    http::header::UPGRADE,
     http::header::CONTENT_LENGTH,
     http::header::TRANSFER_ENCODING,
 ];
 
-/// The common case answered without pingora-cache's state machine (about a
-/// quarter of a hit's CPU): a GET or HEAD with no request directive,
-/// precondition, range, credentials or body, for a fresh stored response of
-/// a single variant held in this process's memory (the memory storage, or
-/// Redis's near cache). The answer is the one the full path gives: the
-/// stored header with `Age`, `Accept-Ranges` (as Pingora's range filter),
-/// `Cache-Status: edgeward; hit`, counted as a hit. Anything else (stale,
-/// `Vary`, not in memory...) returns None and takes the full path.
-pub fn fresh_hit(
-    session: &Session,
+/// The common case answered without pingora-cache's state machine: a GET
+/// or HEAD with no request directive, precondition, range, credentials or
+/// body, for a fresh stored response of a single variant held in this
+/// process's memory (the memory storage, or Redis's near cache). The answer
+/// is the one the full path gives: the stored header with `Age`,
+/// `Accept-Ranges` (as Pingora's range filter), `Cache-Status: edgeward;
+/// hit` and the request id, counted as a hit. Anything else (stale, `Vary`,
+/// not in memory...) returns false and takes the full path, which reuses
+/// the key built here.
+pub async fn serve_fresh_hit(
+    session: &mut Session,
     config: &Config,
     site: &Site,
     host: Option<&str>,
-) -> Option<(Box<ResponseHeader>, Vec<Bytes>)> {
-    if !site.cache.enabled {
-        return None;
-    }
+    request_id: &str,
+    cc: &mut CacheCtx,
+) -> Result<bool> {
     let req = session.req_header();
-    if !matches!(req.method, http::Method::GET | http::Method::HEAD)
+    if !site.cache.enabled
+        || !cache_applies(req)
         || FULL_PATH_FIELDS.iter().any(|f| req.headers.contains_key(f))
     {
-        return None;
+        return Ok(false);
     }
-    let key = cache_key(session, Some(site), host).ok()?.combined_bin();
-    let found = store(&config.cache).fresh(&key, SystemTime::now())?;
+    let key = build_key(session, Some(site), host)?;
+    let found = store(&config.cache).fresh(&key.combined_bin(), SystemTime::now());
+    let Some(found) = found else {
+        cc.key = Some(key);
+        return Ok(false);
+    };
     let mut header = Box::new(found.header);
     header.set_version(http::Version::HTTP_11);
-    header.insert_header(http::header::AGE, found.age).ok()?;
+    header.insert_header(http::header::AGE, found.age)?;
     if header.status == http::StatusCode::OK {
-        header
-            .insert_header(http::header::ACCEPT_RANGES, "bytes")
-            .ok()?;
+        header.insert_header(http::header::ACCEPT_RANGES, "bytes")?;
     }
-    set_cache_status(&mut header, "edgeward; hit").ok()?;
+    set_cache_status(&mut header, "edgeward; hit")?;
+    header.insert_header(crate::request_id::HEADER, request_id)?;
     metrics::CACHE_REQUESTS
         .with_label_values(&[site.id.as_str(), "hit"])
         .inc();
-    Some((header, found.body))
+    let header_only = session.req_header().method == http::Method::HEAD
+        || found.body.iter().all(|b| b.is_empty());
+    session.write_response_header(header, header_only).await?;
+    if !header_only {
+        let n = found.body.len();
+        for (i, part) in found.body.into_iter().enumerate() {
+            session.write_response_body(Some(part), i + 1 == n).await?;
+        }
+    }
+    Ok(true)
 }
 
 /// `cache_hit_filter`: the request's own directives.

@@ -75,33 +75,38 @@ impl Near {
 
     /// The entry of cache key hash `key`, if held and not too old.
     pub fn get(&self, key: &HashBinary) -> Option<(CacheMeta, Vec<Bytes>)> {
-        let now = Instant::now();
-        let mut inner = self.lock();
-        let e = inner.entries.get(key)?;
-        if e.until <= now {
-            inner.entries.remove(key);
-            return None;
-        }
-        let found = (e.meta.rebuild(), e.chunks.clone());
-        drop(inner);
-        metrics::CACHE_NEAR_HITS.inc();
-        Some(found)
+        self.read(key, |e| Some((e.meta.rebuild(), e.chunks.clone())))
     }
 
     /// The entry of `key` when it can answer a plain request as it is
-    /// (`super::fresh_hit`).
+    /// (`super::serve_fresh_hit`).
     pub fn fresh(&self, key: &HashBinary, now: SystemTime) -> Option<Fresh> {
+        self.read(key, |e| {
+            let len = e.chunks.iter().map(Bytes::len).sum();
+            let (header, age) = e.meta.fresh_header(now, len)?;
+            Some(Fresh {
+                header,
+                age,
+                body: e.chunks.clone(),
+            })
+        })
+    }
+
+    /// `f` of the entry of `key` if held and not too old (an entry too old
+    /// is dropped), counted as a near hit when `f` gives something.
+    fn read<T>(&self, key: &HashBinary, f: impl FnOnce(&Entry) -> Option<T>) -> Option<T> {
         let mut inner = self.lock();
         let e = inner.entries.get(key)?;
         if e.until <= Instant::now() {
+            inner.entries.remove(key);
             return None;
         }
-        let len = e.chunks.iter().map(Bytes::len).sum();
-        let (header, age) = e.meta.fresh_header(now, len)?;
-        let body = e.chunks.clone();
+        let found = f(e);
         drop(inner);
-        metrics::CACHE_NEAR_HITS.inc();
-        Some(Fresh { header, age, body })
+        if found.is_some() {
+            metrics::CACHE_NEAR_HITS.inc();
+        }
+        found
     }
 
     /// The sequence number to hand back to `insert`.
