@@ -1119,11 +1119,7 @@ impl Loader {
             (Some(name), group) => match crate::supervisor::resolve_user(name, group.as_deref()) {
                 Ok(r) => Some(r),
                 Err(why) => {
-                    let key = if why.starts_with("group") {
-                        "group"
-                    } else {
-                        "user"
-                    };
+                    let key = crate::supervisor::UserError::key(&why);
                     self.err_value(&child(up, key), scope, format!("upstream.{key}: {why}"));
                     ok = false;
                     None
