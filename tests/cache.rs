@@ -3,312 +3,8 @@
 //! same cases (`both!`).
 
 mod common;
-use bytes::Bytes;
 use common::*;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
-use std::collections::HashMap;
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
-
-// ------------------------------------------------------------------ origin
-
-/// What the origin answers for one path (+ query).
-#[derive(Clone)]
-struct Spec {
-    status: u16,
-    /// Sent as they are; `content-type: text/plain` is added unless given
-    /// (an empty value means: no Content-Type at all).
-    headers: Vec<(String, String)>,
-    body_size: Option<usize>,
-    delay: Duration,
-}
-
-#[derive(Default)]
-struct OriginState {
-    specs: HashMap<String, Spec>,
-    hits: HashMap<String, usize>,
-    /// Request headers of the last request per path.
-    last: HashMap<String, http::HeaderMap>,
-    methods: Vec<String>,
-}
-
-struct Origin {
-    addr: SocketAddr,
-    state: Arc<Mutex<OriginState>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Origin {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Origin {
-    async fn start() -> Origin {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let state = Arc::new(Mutex::new(OriginState::default()));
-        let st = state.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let st = st.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: Request<Incoming>| {
-                        let st = st.clone();
-                        async move { Ok::<_, Infallible>(answer(&st, req).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
-        Origin { addr, state, task }
-    }
-
-    fn set(&self, path: &str, status: u16, headers: &[(&str, &str)]) {
-        self.set_spec(
-            path,
-            Spec {
-                status,
-                headers: headers
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-                body_size: None,
-                delay: Duration::ZERO,
-            },
-        );
-    }
-
-    fn set_spec(&self, path: &str, spec: Spec) {
-        self.state
-            .lock()
-            .unwrap()
-            .specs
-            .insert(path.to_string(), spec);
-    }
-
-    fn hits(&self, path: &str) -> usize {
-        *self.state.lock().unwrap().hits.get(path).unwrap_or(&0)
-    }
-
-    fn last_headers(&self, path: &str) -> http::HeaderMap {
-        self.state
-            .lock()
-            .unwrap()
-            .last
-            .get(path)
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    fn address(&self) -> String {
-        self.addr.to_string()
-    }
-}
-
-async fn answer(st: &Mutex<OriginState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let pq = req
-        .uri()
-        .path_and_query()
-        .map_or("/".to_string(), |p| p.to_string());
-    let (spec, n) = {
-        let mut s = st.lock().unwrap();
-        s.methods.push(req.method().to_string());
-        let n = {
-            let h = s.hits.entry(pq.clone()).or_default();
-            *h += 1;
-            *h
-        };
-        s.last.insert(pq.clone(), req.headers().clone());
-        let spec = s.specs.get(&pq).cloned().unwrap_or(Spec {
-            status: 200,
-            headers: vec![("cache-control".into(), "max-age=60".into())],
-            body_size: None,
-            delay: Duration::ZERO,
-        });
-        (spec, n)
-    };
-    if !spec.delay.is_zero() {
-        tokio::time::sleep(spec.delay).await;
-    }
-    let mut b = Response::builder();
-    let mut status = spec.status;
-    // Conditional GET against the spec's ETag.
-    let etag = spec
-        .headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("etag"))
-        .map(|(_, v)| v.clone());
-    let inm = req
-        .headers()
-        .get("if-none-match")
-        .and_then(|v| v.to_str().ok());
-    let not_modified = etag.is_some() && inm == etag.as_deref();
-    if not_modified {
-        status = 304;
-    }
-    let mut has_ct = false;
-    for (k, v) in &spec.headers {
-        if k.eq_ignore_ascii_case("content-type") {
-            has_ct = true;
-            if v.is_empty() {
-                continue;
-            }
-        }
-        b = b.header(k.as_str(), v.as_str());
-    }
-    if !has_ct && !not_modified {
-        b = b.header("content-type", "text/plain");
-    }
-    let body = if not_modified {
-        String::new()
-    } else {
-        match spec.body_size {
-            Some(size) => "x".repeat(size),
-            None => format!("{pq} #{n}"),
-        }
-    };
-    b.status(status).body(Full::new(Bytes::from(body))).unwrap()
-}
-
-// ------------------------------------------------------------------- redis
-
-struct RedisServer {
-    port: u16,
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-}
-
-impl RedisServer {
-    async fn start() -> RedisServer {
-        let mut dir = tempfile::tempdir().unwrap();
-        for _ in 0..5 {
-            let port = free_port();
-            let mut r = RedisServer {
-                port,
-                child: None,
-                dir,
-            };
-            if r.spawn().await {
-                return r;
-            }
-            dir = r.take_dir();
-        }
-        panic!("redis-server did not start");
-    }
-
-    fn take_dir(mut self) -> tempfile::TempDir {
-        self.kill();
-        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
-    }
-
-    /// Start redis-server on `self.port`; false if it could not listen.
-    async fn spawn(&mut self) -> bool {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--enable-debug-command",
-                "local",
-                "--dir",
-            ])
-            .arg(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (scripts/deps.sh test)");
-        self.child = Some(child);
-        let start = std::time::Instant::now();
-        while start.elapsed() < DEADLINE {
-            if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
-                self.child = None;
-                return false;
-            }
-            if self.ping().await {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        false
-    }
-
-    async fn ping(&self) -> bool {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)).await else {
-            return false;
-        };
-        if s.write_all(b"PING\r\n").await.is_err() {
-            return false;
-        }
-        let mut buf = [0u8; 16];
-        matches!(s.read(&mut buf).await, Ok(n) if buf[..n].starts_with(b"+PONG"))
-    }
-
-    /// Send one command (RESP) and return the first line of the reply.
-    async fn command(&self, args: &[&str]) -> String {
-        redis_command(self.port, args).await
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-}
-
-/// Send one command to the Redis on `port` (RESP) and return the first line
-/// of its reply.
-async fn redis_command(port: u16, args: &[&str]) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-
-    let mut out = format!("*{}\r\n", args.len());
-    for a in args {
-        out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-    }
-    s.write_all(out.as_bytes()).await.unwrap();
-    let mut buf = vec![0u8; 4096];
-    let n = s.read(&mut buf).await.unwrap();
-    String::from_utf8_lossy(&buf[..n])
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_string()
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-// ------------------------------------------------------------------- world
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Storage {
@@ -319,32 +15,44 @@ enum Storage {
     RedisDirect,
 }
 
-const TEMPLATE: &str = r#"
-listen: ["{listen}"]
-threads: 2
-admin: { listen: "{admin}" }
-cache:
-CACHE
-accounts:
-  alice:
-    log_dir: "{dir}/alice"
-    sites:
-      blog:
-        addresses: ["blog.test"]
-        upstream: { address: "ORIGIN" }
-        cache: { enabled: true }
-      shop:
-        addresses: ["shop.test"]
-        upstream: { address: "ORIGIN" }
-        cache: { enabled: true, ttl: 1s }
-      images:
-        addresses: ["img.test"]
-        upstream: { address: "ORIGIN" }
-        cache: { enabled: true, content_types: ["text/*"], store_set_cookie: true }
-      plain:
-        addresses: ["plain.test"]
-        upstream: { address: "ORIGIN" }
-"#;
+/// Four sites of account alice on one origin: blog (cache on), shop (cache
+/// on, `ttl: 1s`), images (cache on, text only, Set-Cookie stored), plain
+/// (no cache); the global cache section on `storage`, plus `extra_cache`.
+fn config(origin: &str, storage: Storage, redis: Option<&RedisServer>, timeout: &str) -> Conf {
+    let conf = match redis {
+        None => Conf::new().cache("storage", "memory"),
+        Some(r) => {
+            let local = if storage == Storage::RedisDirect {
+                ", local_size: 0"
+            } else {
+                ""
+            };
+            Conf::new().cache("storage", "redis").cache(
+                "redis",
+                &format!(
+                    "{{ url: {}, key_prefix: \"t:\", timeout: {timeout}{local} }}",
+                    quote(&r.url())
+                ),
+            )
+        }
+    };
+    conf.site("blog", |s| {
+        s.address("blog.test")
+            .upstream(origin)
+            .cache("enabled: true")
+    })
+    .site("shop", |s| {
+        s.address("shop.test")
+            .upstream(origin)
+            .cache("enabled: true, ttl: 1s")
+    })
+    .site("images", |s| {
+        s.address("img.test")
+            .upstream(origin)
+            .cache("enabled: true, content_types: [\"text/*\"], store_set_cookie: true")
+    })
+    .site("plain", |s| s.address("plain.test").upstream(origin))
+}
 
 struct World {
     origin: Origin,
@@ -357,38 +65,31 @@ struct World {
 /// hits into misses; the slow-Redis test sets its own.
 const REDIS_TIMEOUT: &str = "1s";
 
-async fn world_with(storage: Storage, extra_cache: &str) -> World {
+/// A world with these lines added to the global `cache:` section.
+async fn world_with(storage: Storage, extra_cache: &[(&str, &str)]) -> World {
     world_redis_timeout(storage, extra_cache, REDIS_TIMEOUT).await
 }
 
-async fn world_redis_timeout(storage: Storage, extra_cache: &str, timeout: &str) -> World {
+async fn world_redis_timeout(
+    storage: Storage,
+    extra_cache: &[(&str, &str)],
+    timeout: &str,
+) -> World {
     let origin = Origin::start().await;
     let redis = match storage {
         Storage::Memory => None,
         Storage::Redis | Storage::RedisDirect => Some(RedisServer::start().await),
     };
-    let local = if storage == Storage::RedisDirect {
-        ", local_size: 0"
-    } else {
-        ""
-    };
-    let mut cache = match &redis {
-        None => "  storage: memory\n".to_string(),
-        Some(r) => format!(
-            "  storage: redis\n  redis: {{ url: \"{}\", key_prefix: \"t:\", timeout: {timeout}{local} }}\n",
-            r.url()
-        ),
-    };
-    cache.push_str(extra_cache);
-    let cfg = TEMPLATE
-        .replace("CACHE\n", &cache)
-        .replace("ORIGIN", &origin.address());
-    let ew = Edgeward::start(&cfg).await;
+    let mut conf = config(&origin.address(), storage, redis.as_ref(), timeout);
+    for (k, v) in extra_cache {
+        conf = conf.cache(k, v);
+    }
+    let ew = Edgeward::start(&conf).await;
     World { origin, ew, redis }
 }
 
 async fn world(storage: Storage) -> World {
-    world_with(storage, "").await
+    world_with(storage, &[]).await
 }
 
 impl World {
@@ -405,6 +106,22 @@ impl World {
                     self.ew.log()
                 )
             })
+    }
+
+    /// Wait until one second of cache time has passed for every entry
+    /// stored before this call: an entry stored now with `max-age=1` is
+    /// polled until it is fetched again, i.e. until it has gone stale. Any
+    /// entry stored earlier with a freshness of 1 s is stale by then too.
+    /// (A clock made of the cache itself, instead of a sleep.)
+    async fn one_second_later(&self, clock: &str) {
+        self.origin
+            .set(clock, 200, &[("cache-control", "max-age=1")]);
+        let first = format!("{clock} #1");
+        assert_eq!(self.get("blog.test", clock).await.body, first);
+        eventually(DEADLINE, &format!("{clock} stale"), || async {
+            (self.get("blog.test", clock).await.body != first).then_some(())
+        })
+        .await;
     }
 }
 
@@ -597,7 +314,7 @@ async fn expiry_and_site_ttl(storage: Storage) {
     w.origin
         .set("/t2", 200, &[("cache-control", "max-age=3600")]);
     w.get("shop.test", "/t2").await;
-    tokio::time::sleep(Duration::from_millis(1200)).await; // past the site's ttl
+    w.one_second_later("/t2-clock").await; // past the site's ttl
     assert_eq!(w.get("shop.test", "/t2").await.body, "/t2 #1");
     // blog.test has no ttl: no freshness and no validator = not stored.
     w.origin.set("/none", 200, &[]);
@@ -632,7 +349,7 @@ async fn revalidation_304_updates_meta(storage: Storage) {
     );
     assert_eq!(w.origin.hits("/r"), 2);
     // The 304's max-age=3600 was stored: fresh hits, the origin rests.
-    tokio::time::sleep(Duration::from_millis(1100)).await; // past the old max-age
+    w.one_second_later("/r-clock").await; // past the old max-age
     let r = w.get("blog.test", "/r").await;
     assert_eq!(cache_status(&r), "edgeward; hit");
     assert!(r.header("cache-control").unwrap().contains("3600"));
@@ -719,7 +436,7 @@ async fn request_directives(storage: Storage) {
     // max-stale accepts a stale entry.
     w.origin.set("/s", 200, &[("cache-control", "max-age=1")]);
     w.get("blog.test", "/s").await;
-    tokio::time::sleep(Duration::from_millis(2100)).await; // let it go stale
+    w.one_second_later("/s-clock").await; // /s is stale
     let r = w
         .req(
             "GET",
@@ -729,6 +446,8 @@ async fn request_directives(storage: Storage) {
         )
         .await;
     assert_eq!(r.body, "/s #1");
+    // ... and it was stale: without max-stale it is fetched again.
+    assert_eq!(w.get("blog.test", "/s").await.body, "/s #2");
     // request no-store: answered, not stored
     w.req("GET", "blog.test", "/ns", &[("cache-control", "no-store")])
         .await;
@@ -765,9 +484,16 @@ async fn stale_while_revalidate(storage: Storage) {
     );
     w.get("blog.test", "/sie").await;
     w.origin.set("/sie", 500, &[("cache-control", "no-store")]);
-    tokio::time::sleep(Duration::from_millis(2100)).await; // stale
-    let r = w.get("blog.test", "/sie").await;
-    assert_eq!((r.status, r.body.as_str()), (200, "/sie #1"));
+    // Fresh hits until it goes stale, then the stale entry on the error.
+    eventually(DEADLINE, "stale served on the origin's error", || async {
+        let r = w.get("blog.test", "/sie").await;
+        assert_eq!((r.status, r.body.as_str()), (200, "/sie #1"));
+        cache_status(&r)
+            .contains("detail=stale-if-error")
+            .then_some(())
+    })
+    .await;
+    assert!(w.origin.hits("/sie") >= 2, "the origin was asked");
 }
 
 async fn invalidation_after_post(storage: Storage) {
@@ -834,20 +560,14 @@ async fn purge_modes(storage: Storage) {
         .map(|p| w.origin.hits(p))
         .sum();
     assert_eq!(after, before + 1, "PURGE never reaches the origin");
-    assert!(!w.state_methods().contains(&"PURGE".to_string()));
+    assert!(!w.origin.methods().contains(&"PURGE".to_string()));
 
     // Outside purge_allow: 403, entry kept.
-    let w2 = world_with(storage, "  purge_allow: [\"10.0.0.0/8\"]\n").await;
+    let w2 = world_with(storage, &[("purge_allow", "[\"10.0.0.0/8\"]")]).await;
     w2.get("blog.test", "/x").await;
     let r = w2.req("PURGE", "blog.test", "/x", &[]).await;
     assert_eq!(r.status, 403);
     assert!(is_hit(&w2.get("blog.test", "/x").await));
-}
-
-impl World {
-    fn state_methods(&self) -> Vec<String> {
-        self.origin.state.lock().unwrap().methods.clone()
-    }
 }
 
 async fn tenant_isolation(storage: Storage) {
@@ -976,10 +696,8 @@ async fn cache_lock_prevents_stampede(storage: Storage) {
     w.origin.set_spec(
         "/slow",
         Spec {
-            status: 200,
-            headers: vec![("cache-control".into(), "max-age=60".into())],
-            body_size: None,
             delay: Duration::from_millis(500),
+            ..Spec::new(200, &[("cache-control", "max-age=60")])
         },
     );
     let port = w.ew.port;
@@ -993,15 +711,13 @@ async fn cache_lock_prevents_stampede(storage: Storage) {
 }
 
 async fn large_objects_stream_uncached(storage: Storage) {
-    let w = world_with(storage, "  max_object_size: 64KiB\n").await;
+    let w = world_with(storage, &[("max_object_size", "64KiB")]).await;
     for (path, size) in [("/small", 60_000), ("/big", 200_000)] {
         w.origin.set_spec(
             path,
             Spec {
-                status: 200,
-                headers: vec![("cache-control".into(), "max-age=60".into())],
                 body_size: Some(size),
-                delay: Duration::ZERO,
+                ..Spec::new(200, &[("cache-control", "max-age=60")])
             },
         );
         for _ in 0..2 {
@@ -1058,16 +774,14 @@ async fn range_requests(storage: Storage) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn memory_storage_is_bounded() {
-    let w = world_with(Storage::Memory, "  memory: { max_size: 256KiB }\n").await;
+    let w = world_with(Storage::Memory, &[("memory", "{ max_size: 256KiB }")]).await;
     for i in 0..10 {
         let path = format!("/m{i}");
         w.origin.set_spec(
             &path,
             Spec {
-                status: 200,
-                headers: vec![("cache-control".into(), "max-age=60".into())],
                 body_size: Some(50_000),
-                delay: Duration::ZERO,
+                ..Spec::new(200, &[("cache-control", "max-age=60")])
             },
         );
         w.get("blog.test", &path).await;
@@ -1144,16 +858,13 @@ async fn redis_is_shared_by_instances() {
     .await;
     // A second edgeward on the same Redis sees the entry, and its purge
     // reaches the first one's near cache (Redis invalidation push).
-    let cfg = TEMPLATE
-        .replace(
-            "CACHE\n",
-            &format!(
-                "  storage: redis\n  redis: {{ url: \"{}\", key_prefix: \"t:\" }}\n",
-                w.redis.as_ref().unwrap().url()
-            ),
-        )
-        .replace("ORIGIN", &w.origin.address());
-    let ew2 = Edgeward::start(&cfg).await;
+    let ew2 = Edgeward::start(&config(
+        &w.origin.address(),
+        Storage::Redis,
+        w.redis.as_ref(),
+        REDIS_TIMEOUT,
+    ))
+    .await;
     let r = get(ew2.port, "blog.test", "/shared").await.unwrap();
     assert_eq!((r.body.as_str(), is_hit(&r)), ("/shared #1", true));
     let p = request(ew2.port, "PURGE", Some("blog.test"), "/shared", &[])
@@ -1199,7 +910,7 @@ fn local_hits(metrics: &str) -> u64 {
 /// the origin, counted; once Redis answers again, hits come back.
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_redis_is_a_miss_not_a_wait() {
-    let w = world_redis_timeout(Storage::RedisDirect, "", "200ms").await;
+    let w = world_redis_timeout(Storage::RedisDirect, &[], "200ms").await;
     w.origin
         .set("/slow", 200, &[("cache-control", "max-age=60")]);
     w.get("blog.test", "/slow").await;
@@ -1235,6 +946,8 @@ async fn slow_redis_is_a_miss_not_a_wait() {
 
 // ------------------------------------------------------------ `check`
 
+/// Loader tests: the positions asserted below (line:column) are those of
+/// this hand-written layout, so the file stays literal text.
 const CHECK_BASE: &str = r#"
 listen: ["127.0.0.1:8080"]
 CACHE

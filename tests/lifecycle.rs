@@ -6,21 +6,12 @@ use common::*;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-fn config(up: &str, grace: &str) -> String {
-    format!(
-        r#"
-listen: ["{{listen}}"]
-threads: 2
-grace_period: {grace}
-accounts:
-  alice:
-    log_dir: "{{dir}}/alice"
-    sites:
-      slow:
-        addresses: ["slow.test"]
-        upstream: {{ address: "{up}" }}
-"#
-    )
+/// One site `slow.test` on `up`, this grace period, no admin listener.
+fn config(up: &str, grace: &str) -> Conf {
+    Conf::new()
+        .no_admin()
+        .set("grace_period", grace)
+        .site("slow", |s| s.address("slow.test").upstream(up))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -114,9 +105,7 @@ fn a_taken_listen_address_is_a_clear_error() {
     let path = dir.path().join("edgeward.yaml");
     std::fs::write(
         &path,
-        config("127.0.0.1:9", "1s")
-            .replace("{listen}", &addr)
-            .replace("{dir}", &dir.path().display().to_string()),
+        config("127.0.0.1:9", "1s").render(&addr, "-", dir.path()),
     )
     .unwrap();
     let out = std::process::Command::new(binary())

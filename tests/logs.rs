@@ -8,31 +8,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn config(up: &str, blog_log: &str) -> String {
-    format!(
-        r#"
-listen: ["{{listen}}"]
-threads: 2
-admin: {{ listen: "{{admin}}" }}
-accounts:
-  alice:
-    log_dir: "{{dir}}/alice"
-    sites:
-      blog:
-        addresses: ["blog.example.org"]
-        upstream: {{ address: "{up}" }}
-{blog_log}
-      shop:
-        addresses: ["shop.example.org"]
-        upstream: {{ address: "{up}" }}
-        access_log: {{ file: "shop-access.log", format: json }}
-      down:
-        addresses: ["down.example.org"]
-        upstream: {{ address: "{dead}" }}
-        access_log: {{ enabled: false }}
-"#,
-        dead = dead_address()
-    )
+/// alice: blog (default access log), shop (JSON access log in
+/// shop-access.log), down (refused upstream, no access log).
+fn config(up: &str) -> Conf {
+    Conf::new()
+        .site("blog", |s| s.address("blog.example.org").upstream(up))
+        .site("shop", |s| {
+            s.address("shop.example.org")
+                .upstream(up)
+                .access_log("file: \"shop-access.log\", format: json")
+        })
+        .site("down", |s| {
+            s.address("down.example.org")
+                .upstream(&dead_address())
+                .access_log("enabled: false")
+        })
 }
 
 fn lines(path: &Path) -> Vec<String> {
@@ -62,10 +52,54 @@ fn blog_log(ew: &Edgeward) -> PathBuf {
     ew.dir.path().join("alice/http/blog.log")
 }
 
+/// GET on a new HTTP/1.1 connection, read until edgeward closes it; the
+/// whole response. For a request whose connection is not reused (a 502):
+/// edgeward closes it after the request's logging phase, so its access-log
+/// line, if it has one, is queued for the log writer by the time this
+/// returns.
+async fn get_until_closed(port: u16, host: &str, path: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(DEADLINE, s.read_to_end(&mut out))
+        .await
+        .expect("connection closed in time")
+        .expect("read the response");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Returns once every line queued for the log writer before the call is in
+/// its file; adds two lines to blog's file (`/barrier-1`, `/barrier-2`).
+///
+/// The writer takes everything queued as one batch, then writes the batch
+/// file by file (lines of one file keep their order; files of one batch do
+/// not). A first blog line seen in the file shows that its batch, holding
+/// every earlier line, is being written; a second one, queued after that,
+/// is in a later batch: seen, it shows the earlier batch is written whole.
+async fn log_writer_barrier(ew: &Edgeward) {
+    for i in 1..=2 {
+        let path = format!("/barrier-{i}");
+        let r = get(ew.port, "blog.example.org", &path).await.unwrap();
+        assert_eq!(r.status, 200);
+        let needle = format!("\"GET {path} HTTP/1.1\"");
+        eventually(DEADLINE, &format!("{path} logged"), || async {
+            lines(&blog_log(ew))
+                .iter()
+                .any(|l| l.contains(&needle))
+                .then_some(())
+        })
+        .await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn standard_format_and_two_sites_two_files() {
     let up = Upstream::start("A", Behaviour::Echo).await;
-    let ew = Edgeward::start_with_env(&config(&up.address(), ""), &[("TZ", "Europe/Paris")]).await;
+    let ew = Edgeward::start_with_env(&config(&up.address()), &[("TZ", "Europe/Paris")]).await;
     let r = request(
         ew.port,
         "GET",
@@ -80,7 +114,8 @@ async fn standard_format_and_two_sites_two_files() {
     .unwrap();
     assert_eq!(r.status, 200);
     get(ew.port, "shop.example.org", "/s").await.unwrap();
-    get(ew.port, "down.example.org", "/").await.unwrap();
+    let down = get_until_closed(ew.port, "down.example.org", "/").await;
+    assert!(down.starts_with("HTTP/1.1 502 "), "{down}");
 
     let blog = wait_lines(&blog_log(&ew), 1).await;
     let line = &blog[0];
@@ -106,9 +141,21 @@ async fn standard_format_and_two_sites_two_files() {
     assert_eq!(v["site"], "alice/shop");
     assert_eq!(v["path"], "/s");
     assert_eq!(v["status"], 200);
-    // The access-log-less site writes nothing, the others only their own file.
+    // The access-log-less site writes nothing, the others only their own
+    // file: once every line queued so far is written, down has no file,
+    // shop's file has its one line, blog's its own and the barrier's two.
+    log_writer_barrier(&ew).await;
     assert!(!ew.dir.path().join("alice/http/down.log").exists());
-    assert_eq!(lines(&blog_log(&ew)).len(), 1);
+    assert_eq!(
+        lines(&ew.dir.path().join("alice/http/shop-access.log")).len(),
+        1
+    );
+    let blog = lines(&blog_log(&ew));
+    assert_eq!(blog.len(), 3, "{blog:#?}");
+    assert!(
+        blog.iter().all(|l| l.starts_with("blog.example.org ")),
+        "{blog:#?}"
+    );
     // ... but its upstream failure is in the sites log, for the tenant.
     let sites = wait_lines(&ew.dir.path().join("alice/sites/down.log"), 1).await;
     assert!(sites[0].starts_with('['), "{}", sites[0]);
@@ -124,10 +171,9 @@ async fn standard_format_and_two_sites_two_files() {
 #[tokio::test(flavor = "multi_thread")]
 async fn log_injection_attempts_give_one_line_each() {
     let up = Upstream::start("A", Behaviour::Echo).await;
-    let ew = Edgeward::start(&config(
-        &up.address(),
-        "        access_log: { format: advanced }",
-    ))
+    let ew = Edgeward::start(
+        &config(&up.address()).edit_site("blog", |s| s.access_log("format: advanced")),
+    )
     .await;
     let attacks: Vec<Vec<u8>> = vec![
         b"GET /a%0d%0aforged HTTP/1.1\r\nHost: blog.example.org\r\nUser-Agent: x\r\n\r\n".to_vec(),
@@ -204,7 +250,7 @@ async fn until_count(counter: &AtomicUsize, n: usize) {
 #[tokio::test(flavor = "multi_thread")]
 async fn rename_and_usr1_with_traffic_loses_no_line() {
     let up = Upstream::start("A", Behaviour::Echo).await;
-    let ew = Edgeward::start(&config(&up.address(), "")).await;
+    let ew = Edgeward::start(&config(&up.address())).await;
     let (stop, ok) = (
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicUsize::new(0)),
@@ -239,7 +285,7 @@ async fn rename_and_usr1_with_traffic_loses_no_line() {
 #[tokio::test(flavor = "multi_thread")]
 async fn copytruncate_with_traffic_leaves_no_hole() {
     let up = Upstream::start("A", Behaviour::Echo).await;
-    let ew = Edgeward::start(&config(&up.address(), "")).await;
+    let ew = Edgeward::start(&config(&up.address())).await;
     let (stop, ok) = (
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicUsize::new(0)),
@@ -288,7 +334,7 @@ async fn copytruncate_with_traffic_leaves_no_hole() {
 async fn a_full_disk_keeps_the_proxy_serving() {
     let up = Upstream::start("A", Behaviour::Echo).await;
     // Every write to /dev/full fails with ENOSPC, whoever we run as.
-    let ew = Edgeward::start(&config(&up.address(), "")).await;
+    let ew = Edgeward::start(&config(&up.address())).await;
     let http = ew.dir.path().join("alice/http");
     std::fs::create_dir_all(&http).unwrap();
     std::os::unix::fs::symlink("/dev/full", http.join("blog.log")).unwrap();
@@ -321,21 +367,17 @@ async fn a_full_disk_keeps_the_proxy_serving() {
 #[tokio::test(flavor = "multi_thread")]
 async fn reload_opens_new_sites_files_and_formats_are_checked() {
     let up = Upstream::start("A", Behaviour::Echo).await;
-    let ew = Edgeward::start(&config(&up.address(), "")).await;
-    let with_news = format!(
-        "{}      news:\n        addresses: [\"news.example.org\"]\n        upstream: {{ address: \"{}\" }}\n",
-        config(&up.address(), ""),
-        up.address()
-    );
+    let ew = Edgeward::start(&config(&up.address())).await;
+    let with_news = config(&up.address()).site("news", |s| {
+        s.address("news.example.org").upstream(&up.address())
+    });
     ew.reload(&with_news).await;
     get(ew.port, "news.example.org", "/n").await.unwrap();
     let news = wait_lines(&ew.dir.path().join("alice/http/news.log"), 1).await;
     assert!(news[0].contains("\"GET /n HTTP/1.1\" 200"), "{}", news[0]);
 
-    let bad = config(
-        &up.address(),
-        "        access_log: { format: '{status} {nope}' }",
-    );
+    let bad =
+        config(&up.address()).edit_site("blog", |s| s.access_log("format: '{status} {nope}'"));
     let log = ew.reload(&bad).await;
     assert!(
         log.contains("access_log.format: column 10 of the format: unknown variable `nope`"),
@@ -358,19 +400,14 @@ fn open_files(pid: u32) -> Vec<PathBuf> {
 #[tokio::test(flavor = "multi_thread")]
 async fn removed_sites_files_are_closed_at_reload() {
     let up = Upstream::start("A", Behaviour::Echo).await;
-    let ew = Edgeward::start(&config(&up.address(), "")).await;
+    let ew = Edgeward::start(&config(&up.address())).await;
     get(ew.port, "shop.example.org", "/").await.unwrap();
     let shop = ew.dir.path().join("alice/http/shop-access.log");
     wait_lines(&shop, 1).await;
     assert!(open_files(ew.pid()).contains(&shop), "shop's log is open");
     // A configuration without shop.
-    let without_shop = config(&up.address(), "").replace(
-        "      shop:\n        addresses: [\"shop.example.org\"]\n        upstream: { address: \"UP\" }\n        access_log: { file: \"shop-access.log\", format: json }\n"
-            .replace("UP", &up.address())
-            .as_str(),
-        "",
-    );
-    assert!(!without_shop.contains("shop"), "{without_shop}");
+    let without_shop = config(&up.address()).remove_site("shop");
+    assert!(!without_shop.to_string().contains("shop"), "{without_shop}");
     ew.reload(&without_shop).await;
     eventually(DEADLINE, "shop's log closed", || async {
         (!open_files(ew.pid()).contains(&shop)).then_some(())
@@ -385,13 +422,11 @@ async fn removed_sites_files_are_closed_at_reload() {
 #[tokio::test(flavor = "multi_thread")]
 async fn client_ip_behind_trusted_proxies() {
     let up = Upstream::start("A", Behaviour::Echo).await;
-    let cfg = format!(
-        "trusted_proxies: [\"127.0.0.0/8\"]\n{}",
-        config(
-            &up.address(),
-            "        access_log: { format: '{client_ip} {peer_ip} {request_header:x-request-id}' }"
-        )
-    );
+    let cfg = config(&up.address())
+        .set("trusted_proxies", "[\"127.0.0.0/8\"]")
+        .edit_site("blog", |s| {
+            s.access_log("format: '{client_ip} {peer_ip} {request_header:x-request-id}'")
+        });
     let ew = Edgeward::start(&cfg).await;
     let r = request(
         ew.port,

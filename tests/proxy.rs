@@ -5,31 +5,30 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-const SITES: &str = r#"
-listen: ["{listen}"]
-threads: 2
-grace_period: 2s
-admin: { listen: "{admin}" }
-accounts:
-  alice:
-    log_dir: "{dir}/alice"
-    sites:
-      blog:
-        addresses: ["blog.example.org", "*.example.org"]
-        upstream: { address: "UP_A" }
-      shop:
-        addresses: ["shop.example.org"]
-        upstream: { address: "UP_B" }
-  bob:
-    log_dir: "{dir}/bob"
-    sites:
-      down:
-        addresses: ["down.test"]
-        upstream: { address: "UP_DEAD", connect_timeout: 2s }
-      stalled:
-        addresses: ["stalled.test"]
-        upstream: { address: "UP_STALL", read_timeout: 1s }
-"#;
+/// alice: blog (exact and wildcard names) on `a`, shop on `b`; bob: down
+/// (on `dead`, connect_timeout 2s), stalled (on `stall`, read_timeout 1s).
+fn sites(a: &str, b: &str, dead: &str, stall: &str) -> Conf {
+    Conf::new()
+        .set("grace_period", "2s")
+        .account("alice")
+        .site("blog", |s| {
+            s.address("blog.example.org")
+                .address("*.example.org")
+                .upstream(a)
+        })
+        .site("shop", |s| s.address("shop.example.org").upstream(b))
+        .account("bob")
+        .site("down", |s| {
+            s.address("down.test")
+                .upstream(dead)
+                .upstream_opt("connect_timeout", "2s")
+        })
+        .site("stalled", |s| {
+            s.address("stalled.test")
+                .upstream(stall)
+                .upstream_opt("read_timeout", "1s")
+        })
+}
 
 struct World {
     a: Upstream,
@@ -38,16 +37,22 @@ struct World {
     ew: Edgeward,
 }
 
-async fn world(extra: &str) -> World {
+async fn world() -> World {
+    world_with(|c| c).await
+}
+
+/// The sites above on real upstreams, `shape`d further.
+async fn world_with(shape: impl FnOnce(Conf) -> Conf) -> World {
     let a = Upstream::start("A", Behaviour::Echo).await;
     let b = Upstream::start("B", Behaviour::Echo).await;
     let stall = Upstream::start("S", Behaviour::Stall).await;
-    let cfg = format!("{SITES}{extra}")
-        .replace("UP_A", &a.address())
-        .replace("UP_B", &b.address())
-        .replace("UP_DEAD", &dead_address())
-        .replace("UP_STALL", &stall.address());
-    let ew = Edgeward::start(&cfg).await;
+    let conf = sites(
+        &a.address(),
+        &b.address(),
+        &dead_address(),
+        &stall.address(),
+    );
+    let ew = Edgeward::start(&shape(conf)).await;
     World {
         a,
         b,
@@ -58,7 +63,7 @@ async fn world(extra: &str) -> World {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn routes_exact_wildcard_and_unknown_hosts() {
-    let w = world("").await;
+    let w = world().await;
     let p = w.ew.port;
     for (host, want) in [
         ("blog.example.org", "A"),
@@ -116,7 +121,7 @@ async fn routes_exact_wildcard_and_unknown_hosts() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn default_site_takes_unmatched_hosts() {
-    let w = world("default_site: alice/shop\n").await;
+    let w = world_with(|c| c.set("default_site", "alice/shop")).await;
     let r = get(w.ew.port, "nobody.test", "/").await.unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.upstream_name(), "B");
@@ -124,7 +129,7 @@ async fn default_site_takes_unmatched_hosts() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn forwards_client_headers_and_request_id() {
-    let w = world("").await;
+    let w = world().await;
     let p = w.ew.port;
     let r = request(
         p,
@@ -184,7 +189,7 @@ async fn forwards_client_headers_and_request_id() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn http2_cleartext_prior_knowledge() {
-    let w = world("").await;
+    let w = world().await;
     let r = get_h2c(w.ew.port, "shop.example.org", "/h2?q=1")
         .await
         .unwrap();
@@ -204,7 +209,7 @@ async fn http2_cleartext_prior_knowledge() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn refused_upstream_gives_502_and_a_log_line() {
-    let w = world("").await;
+    let w = world().await;
     let r = get(w.ew.port, "down.test", "/").await.unwrap();
     assert_eq!(r.status, 502, "{}", r.body);
     let id = r.header("x-request-id").unwrap().to_string();
@@ -220,7 +225,7 @@ async fn refused_upstream_gives_502_and_a_log_line() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stalled_upstream_gives_504_after_read_timeout() {
-    let w = world("").await;
+    let w = world().await;
     let t0 = Instant::now();
     let r = get(w.ew.port, "stalled.test", "/").await.unwrap();
     let took = t0.elapsed();
@@ -241,7 +246,7 @@ async fn stalled_upstream_gives_504_after_read_timeout() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn admin_listener_serves_metrics_and_health_only_there() {
-    let w = world("").await;
+    let w = world().await;
     get(w.ew.port, "blog.example.org", "/").await.unwrap();
     get(w.ew.port, "unknown.test", "/").await.unwrap();
     let health = request(w.ew.admin_port, "GET", Some("x"), "/health", &[])
@@ -275,7 +280,7 @@ async fn admin_listener_serves_metrics_and_health_only_there() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn purge_is_answered_by_edgeward_never_proxied() {
-    let w = world("").await;
+    let w = world().await;
     let r = request(
         w.ew.port,
         "PURGE",
@@ -368,12 +373,7 @@ async fn dropping_upstream() -> (
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dropped_request_is_retried_once_on_a_new_connection() {
     let (addr, seen) = dropping_upstream().await;
-    let cfg = SITES
-        .replace("UP_A", &addr)
-        .replace("UP_B", &addr)
-        .replace("UP_DEAD", &dead_address())
-        .replace("UP_STALL", &dead_address());
-    let ew = Edgeward::start(&cfg).await;
+    let ew = Edgeward::start(&sites(&addr, &addr, &dead_address(), &dead_address())).await;
     // Fill the pool with several idle connections.
     let warm: Vec<_> = (0..6)
         .map(|_| {
@@ -423,21 +423,12 @@ async fn a_dropped_request_is_retried_once_on_a_new_connection() {
 #[tokio::test(flavor = "multi_thread")]
 async fn stale_served_on_upstream_failure_says_connection_close() {
     let (addr, seen) = dropping_upstream().await;
-    let cfg = format!(
-        r#"
-listen: ["{{listen}}"]
-threads: 2
-accounts:
-  alice:
-    log_dir: "{{dir}}/alice"
-    sites:
-      blog:
-        addresses: ["blog.example.org"]
-        upstream: {{ address: "{addr}" }}
-        cache: {{ enabled: true }}
-"#
-    );
-    let ew = Edgeward::start(&cfg).await;
+    let ew = Edgeward::start(&Conf::new().no_admin().site("blog", |s| {
+        s.address("blog.example.org")
+            .upstream(&addr)
+            .cache("enabled: true")
+    }))
+    .await;
     let r = get(ew.port, "blog.example.org", "/flaky").await.unwrap();
     assert_eq!((r.status, r.body.as_str()), (200, "v1"));
     assert_eq!(r.header("connection"), Some("keep-alive"));

@@ -5,27 +5,18 @@ mod common;
 use common::*;
 use std::sync::atomic::Ordering;
 
-fn config(a: &str, b: &str, with_new_site: bool) -> String {
-    let mut c = format!(
-        r#"
-listen: ["{{listen}}"]
-threads: 2
-admin: {{ listen: "{{admin}}" }}
-accounts:
-  alice:
-    log_dir: "{{dir}}/alice"
-    sites:
-      blog:
-        addresses: ["blog.example.org"]
-        upstream: {{ address: "{a}" }}
-"#
-    );
+/// blog.example.org on `a`; with `with_new_site`, news.example.org on `b`.
+fn config(a: &str, b: &str, with_new_site: bool) -> Conf {
+    let c = Conf::new().site("blog", |s| s.address("blog.example.org").upstream(a));
     if with_new_site {
-        c.push_str(&format!(
-            "      news:\n        addresses: [\"news.example.org\"]\n        upstream: {{ address: \"{b}\", read_timeout: 30s }}\n"
-        ));
+        c.site("news", |s| {
+            s.address("news.example.org")
+                .upstream(b)
+                .upstream_opt("read_timeout", "30s")
+        })
+    } else {
+        c
     }
-    c
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -63,9 +54,12 @@ async fn broken_reload_keeps_serving_and_says_where() {
     let a = Upstream::start("A", Behaviour::Echo).await;
     let ew = Edgeward::start(&config(&a.address(), &a.address(), false)).await;
 
-    // Line 11 of the rendered file is the blog's upstream; break it.
-    let broken = config(&a.address(), &a.address(), false).replace("{ address:", "{ adress:");
-    let log = ew.reload(&broken).await;
+    // Break the blog's upstream: the error names the file, line and column.
+    let broken = config(&a.address(), &a.address(), false)
+        .to_string()
+        .replace("{ address:", "{ adress:");
+    let (line, col) = position_of(&broken, "adress");
+    let log = ew.reload_text(&broken).await;
     let path = ew.config_path.display().to_string();
     assert!(
         log.contains("configuration reload failed, still serving the previous configuration"),
@@ -73,7 +67,7 @@ async fn broken_reload_keeps_serving_and_says_where() {
     );
     assert!(
         log.contains(&format!(
-            "{path}:11:21: site alice/blog: upstream.adress: unknown field `adress`"
+            "{path}:{line}:{col}: site alice/blog: upstream.adress: unknown field `adress`"
         )),
         "{log}"
     );
@@ -81,7 +75,7 @@ async fn broken_reload_keeps_serving_and_says_where() {
     assert_eq!((r.status, r.upstream_name()), (200, "A"));
 
     // A YAML syntax error, too.
-    let log = ew.reload("listen: [\n").await;
+    let log = ew.reload_text("listen: [\n").await;
     assert!(log.contains(&format!("{path}:2:1: invalid YAML")), "{log}");
     assert_eq!(
         get(ew.port, "blog.example.org", "/").await.unwrap().status,

@@ -9,7 +9,6 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-/// One site `app` (and optionally more) with a command upstream.
 /// Tests run in parallel: each edgeward gets its own program ports.
 fn port_range() -> String {
     static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
@@ -18,18 +17,25 @@ fn port_range() -> String {
     format!("{base}-{}", base + 99)
 }
 
-fn config(sites: &[(&str, &str)]) -> String {
-    let mut c = format!(
-        "listen: [\"{{listen}}\"]\nthreads: 2\ngrace_period: 10s\nsupervisor: {{ port_range: \"{}\" }}\nadmin: {{ listen: \"{{admin}}\" }}\naccounts:\n  alice:\n    log_dir: \"{{dir}}/alice\"\n    sites:\n",
-        port_range()
-    );
-    for (name, upstream) in sites {
-        c.push_str(&format!(
-            "      {name}:\n        addresses: [\"{name}.test\"]\n        upstream:\n          command: \"python3 app.py\"\n          working_dir: \"{}\"\n{upstream}",
-            fixtures().display()
-        ));
+/// Grace period 10s, this test's program ports; sites come from `app`.
+fn config() -> Conf {
+    Conf::new().set("grace_period", "10s").set(
+        "supervisor",
+        &format!("{{ port_range: {} }}", quote(&port_range())),
+    )
+}
+
+/// A site `<name>.test` running tests/fixtures/app.py, with these more
+/// upstream settings.
+fn app<'a>(opts: &'a [(&'a str, &'a str)]) -> impl FnOnce(Site) -> Site + 'a {
+    move |s| {
+        let host = format!("{}.test", s.name());
+        let mut s = s.address(&host).command("python3 app.py", &fixtures());
+        for (k, v) in opts {
+            s = s.upstream_opt(k, v);
+        }
+        s
     }
-    c
 }
 
 fn sites_log(ew: &Edgeward, site: &str) -> String {
@@ -86,7 +92,7 @@ async fn wait_gone(pid: u32) {
 #[tokio::test(flavor = "multi_thread")]
 async fn cold_start_serves_the_first_request_with_an_explicit_environment() {
     let ew = Edgeward::start_with_env(
-        &config(&[("app", "          environment: { CUSTOM: \"yes\" }\n")]),
+        &config().site("app", app(&[("environment", "{ CUSTOM: \"yes\" }")])),
         &[("EDGEWARD_TEST_SECRET", "must-not-leak")],
     )
     .await;
@@ -144,10 +150,10 @@ async fn cold_start_serves_the_first_request_with_an_explicit_environment() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fifty_concurrent_first_requests_start_one_process() {
-    let ew = Edgeward::start(&config(&[(
+    let ew = Edgeward::start(&config().site(
         "app",
-        "          environment: { APP_START_DELAY: \"0.5\" }\n",
-    )]))
+        app(&[("environment", "{ APP_START_DELAY: \"0.5\" }")]),
+    ))
     .await;
     let port = ew.port;
     let tasks: Vec<_> = (0..50)
@@ -167,7 +173,7 @@ async fn fifty_concurrent_first_requests_start_one_process() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_stop_then_a_request_wakes_it() {
-    let ew = Edgeward::start(&config(&[("app", "          idle_timeout: 300ms\n")])).await;
+    let ew = Edgeward::start(&config().site("app", app(&[("idle_timeout", "300ms")]))).await;
     let first = pid_of(&get(ew.port, "app.test", "/").await.unwrap().body);
     wait_sites_log(&ew, "app", &format!("Upstream stopped PID: {first}"), 1).await;
     wait_gone(first).await;
@@ -190,10 +196,11 @@ async fn idle_stop_then_a_request_wakes_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crash_is_restarted_and_a_crash_loop_backs_off() {
-    let ew = Edgeward::start(&config(&[
-        ("app", ""),
-        ("broken", "          environment: { APP_MODE: crash }\n"),
-    ]))
+    let ew = Edgeward::start(
+        &config()
+            .site("app", app(&[]))
+            .site("broken", app(&[("environment", "{ APP_MODE: crash }")])),
+    )
     .await;
     let first = pid_of(&get(ew.port, "app.test", "/").await.unwrap().body);
     let r = get(ew.port, "app.test", "/crash").await.unwrap();
@@ -235,16 +242,24 @@ async fn a_crash_is_restarted_and_a_crash_loop_backs_off() {
 async fn stop_kills_a_program_that_ignores_sigterm_and_its_grandchildren() {
     let dir = tempfile::tempdir().unwrap();
     let gc_file = dir.path().join("grandchild.pid");
-    let ew = Edgeward::start(&config(&[
-        ("stubborn", "          environment: { APP_MODE: ignore_term }\n          idle_timeout: 200ms\n"),
-        (
-            "family",
-            &format!(
-                "          environment: {{ APP_MODE: grandchild, GRANDCHILD_PID_FILE: \"{}\" }}\n          idle_timeout: 200ms\n",
-                gc_file.display()
+    let family_env = format!(
+        "{{ APP_MODE: grandchild, GRANDCHILD_PID_FILE: {} }}",
+        quote(&gc_file.display().to_string())
+    );
+    let ew = Edgeward::start(
+        &config()
+            .site(
+                "stubborn",
+                app(&[
+                    ("environment", "{ APP_MODE: ignore_term }"),
+                    ("idle_timeout", "200ms"),
+                ]),
+            )
+            .site(
+                "family",
+                app(&[("environment", &family_env), ("idle_timeout", "200ms")]),
             ),
-        ),
-    ]))
+    )
     .await;
     let stubborn = pid_of(&get(ew.port, "stubborn.test", "/").await.unwrap().body);
     let family = pid_of(&get(ew.port, "family.test", "/").await.unwrap().body);
@@ -271,10 +286,13 @@ async fn stop_kills_a_program_that_ignores_sigterm_and_its_grandchildren() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn output_is_captured_line_by_line_whatever_it_is() {
-    let ew = Edgeward::start(&config(&[(
+    let ew = Edgeward::start(&config().site(
         "noisy",
-        "          environment: { APP_MODE: noisy }\n          idle_timeout: 300ms\n",
-    )]))
+        app(&[
+            ("environment", "{ APP_MODE: noisy }"),
+            ("idle_timeout", "300ms"),
+        ]),
+    ))
     .await;
     let pid = pid_of(&get(ew.port, "noisy.test", "/").await.unwrap().body);
     // The partial last line is flushed when the program exits (idle stop).
@@ -298,21 +316,16 @@ async fn output_is_captured_line_by_line_whatever_it_is() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn start_failures_are_explained() {
-    let ew = Edgeward::start(&config(&[("app", "")]).replace(
-        &format!("working_dir: \"{}\"", fixtures().display()),
-        "working_dir: \"/nonexistent/edgeward-test\"",
-    ))
-    .await;
+    let nowhere = quote("/nonexistent/edgeward-test");
+    let ew = Edgeward::start(&config().site("app", app(&[("working_dir", &nowhere)]))).await;
     let r = get(ew.port, "app.test", "/").await.unwrap();
     assert_eq!(r.status, 502);
     assert!(r.body.contains("failed to start"), "{}", r.body);
     let log = wait_sites_log(&ew, "app", "Upstream starting failed", 1).await;
     assert!(log.contains("Upstream starting failed: python3 app.py (return code: - | reason: working directory /nonexistent/edgeward-test does not exist)"), "{log}");
 
-    let ew = Edgeward::start(
-        &config(&[("app", "")]).replace("python3 app.py", "no-such-command-xyz --port 1"),
-    )
-    .await;
+    let command = quote("no-such-command-xyz --port 1");
+    let ew = Edgeward::start(&config().site("app", app(&[("command", &command)]))).await;
     let r = get(ew.port, "app.test", "/").await.unwrap();
     assert_eq!(r.status, 502);
     let log = wait_sites_log(&ew, "app", "Upstream starting failed", 1).await;
@@ -325,14 +338,12 @@ async fn start_failures_are_explained() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reload_restarts_only_the_changed_site() {
-    let ew = Edgeward::start(&config(&[("one", ""), ("two", "")])).await;
+    let ew = Edgeward::start(&config().site("one", app(&[])).site("two", app(&[]))).await;
     let one = pid_of(&get(ew.port, "one.test", "/").await.unwrap().body);
     let two = pid_of(&get(ew.port, "two.test", "/").await.unwrap().body);
-    ew.reload(&config(&[
-        ("one", ""),
-        ("two", "          environment: { CUSTOM: \"v2\" }\n"),
-    ]))
-    .await;
+    let v2 = [("environment", "{ CUSTOM: \"v2\" }")];
+    ew.reload(&config().site("one", app(&[])).site("two", app(&v2)))
+        .await;
     wait_gone(two).await;
     let r = get(ew.port, "two.test", "/").await.unwrap();
     assert!(r.body.contains("custom=v2"), "{}", r.body);
@@ -343,11 +354,7 @@ async fn reload_restarts_only_the_changed_site() {
         "untouched"
     );
     // Removing a site stops its program.
-    ew.reload(&config(&[(
-        "two",
-        "          environment: { CUSTOM: \"v2\" }\n",
-    )]))
-    .await;
+    ew.reload(&config().site("two", app(&v2))).await;
     wait_gone(one).await;
 }
 
@@ -355,16 +362,15 @@ async fn reload_restarts_only_the_changed_site() {
 async fn shutdown_leaves_no_process_behind() {
     let dir = tempfile::tempdir().unwrap();
     let gc_file = dir.path().join("grandchild.pid");
-    let mut ew = Edgeward::start(&config(&[
-        ("one", ""),
-        (
-            "family",
-            &format!(
-                "          environment: {{ APP_MODE: grandchild, GRANDCHILD_PID_FILE: \"{}\" }}\n",
-                gc_file.display()
-            ),
-        ),
-    ]))
+    let family_env = format!(
+        "{{ APP_MODE: grandchild, GRANDCHILD_PID_FILE: {} }}",
+        quote(&gc_file.display().to_string())
+    );
+    let mut ew = Edgeward::start(
+        &config()
+            .site("one", app(&[]))
+            .site("family", app(&[("environment", &family_env)])),
+    )
     .await;
     let one = pid_of(&get(ew.port, "one.test", "/").await.unwrap().body);
     let family = pid_of(&get(ew.port, "family.test", "/").await.unwrap().body);
@@ -398,13 +404,15 @@ async fn user_group_and_open_files_limit() {
         std::fs::Permissions::from_mode(0o644),
     )
     .unwrap();
-    let cfg = config(&[(
+    let working_dir = quote(&open.path().display().to_string());
+    let cfg = config().site(
         "app",
-        "          user: nobody\n          group: nogroup\n          max_open_files: 321\n",
-    )])
-    .replace(
-        &format!("working_dir: \"{}\"", fixtures().display()),
-        &format!("working_dir: \"{}\"", open.path().display()),
+        app(&[
+            ("working_dir", &working_dir),
+            ("user", "nobody"),
+            ("group", "nogroup"),
+            ("max_open_files", "321"),
+        ]),
     );
     let ew = Edgeward::start(&cfg).await;
     let r = get(ew.port, "app.test", "/").await.unwrap();
@@ -424,7 +432,7 @@ async fn user_group_and_open_files_limit() {
             "{log}"
         );
     }
-    let (code, out) = check(&config(&[("app", "          user: no-such-user-xyz\n")]));
+    let (code, out) = check_conf(&config().site("app", app(&[("user", "no-such-user-xyz")])));
     assert_eq!(code, 1);
     assert!(
         out.contains("upstream.user: no user \"no-such-user-xyz\" on this system"),

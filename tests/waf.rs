@@ -11,57 +11,44 @@ use tokio::net::TcpStream;
 
 const SQLI: &str = "/?id=1%20OR%201=1";
 
-fn config(up: &str) -> String {
-    format!(
-        r#"
-listen: ["{{listen}}"]
-threads: 2
-admin: {{ listen: "{{admin}}" }}
-trusted_proxies: ["127.0.0.1/32", "::1/128"]
-waf:
-  event_log: "{{dir}}/waf-events.jsonl"
-  body_limit: 4KiB
-accounts:
-  t:
-    log_dir: "{{dir}}/t"
-    sites:
-      off:
-        addresses: [off.test]
-        upstream: {{ address: "{up}" }}
-      basic:
-        addresses: [basic.test]
-        upstream: {{ address: "{up}" }}
-        waf: {{ profile: basic }}
-      strong:
-        addresses: [strong.test]
-        upstream: {{ address: "{up}" }}
-        waf: {{ profile: strong }}
-      full:
-        addresses: [full.test]
-        upstream: {{ address: "{up}" }}
-        waf: {{ profile: full }}
-      wp:
-        addresses: [wp.test]
-        upstream: {{ address: "{up}" }}
-        waf: {{ profile: wordpress }}
-      drupal:
-        addresses: [drupal.test]
-        upstream: {{ address: "{up}" }}
-        waf: {{ profile: drupal }}
-      excl:
-        addresses: [excl.test]
-        upstream: {{ address: "{up}" }}
-        waf:
-          profile: strong
-          exclude_rules: [941100, 941110, 941160]
-          exclude_paths: ["/api/*", "/static/app?.js", "/exact/"]
-          exclude_ips: ["203.0.113.0/24", "2001:db8::/32"]
-      detect:
-        addresses: [detect.test]
-        upstream: {{ address: "{up}" }}
-        waf: {{ profile: strong, mode: detect }}
-"#
-    )
+/// Account t, one site per profile (off, basic, strong, full, wp, drupal),
+/// one with exclusions, one in detect mode; the event log in the temp dir,
+/// a 4 KiB body limit, loopback a trusted proxy.
+fn config(up: &str) -> Conf {
+    Conf::new()
+        .set("trusted_proxies", r#"["127.0.0.1/32", "::1/128"]"#)
+        .waf("event_log", "\"{dir}/waf-events.jsonl\"")
+        .waf("body_limit", "4KiB")
+        .account("t")
+        .site("off", |s| s.address("off.test").upstream(up))
+        .site("basic", |s| {
+            s.address("basic.test").upstream(up).waf("profile: basic")
+        })
+        .site("strong", |s| {
+            s.address("strong.test").upstream(up).waf("profile: strong")
+        })
+        .site("full", |s| {
+            s.address("full.test").upstream(up).waf("profile: full")
+        })
+        .site("wp", |s| {
+            s.address("wp.test").upstream(up).waf("profile: wordpress")
+        })
+        .site("drupal", |s| {
+            s.address("drupal.test").upstream(up).waf("profile: drupal")
+        })
+        .site("excl", |s| {
+            s.address("excl.test").upstream(up).waf(
+                "profile: strong, \
+                 exclude_rules: [941100, 941110, 941160], \
+                 exclude_paths: [\"/api/*\", \"/static/app?.js\", \"/exact/\"], \
+                 exclude_ips: [\"203.0.113.0/24\", \"2001:db8::/32\"]",
+            )
+        })
+        .site("detect", |s| {
+            s.address("detect.test")
+                .upstream(up)
+                .waf("profile: strong, mode: detect")
+        })
 }
 
 /// One raw HTTP/1.1 request (Connection: close); status and whole response.
@@ -403,23 +390,23 @@ async fn detect_mode_logs_and_passes() {
             .then_some(())
     })
     .await;
-    // A request that matches nothing writes no event.
-    let quiet = "detect-quiet";
-    let (status, _) = raw(
-        ew.port,
-        &req(
-            "GET",
-            "detect.test",
-            "/fine",
-            &[&format!("X-Request-Id: {quiet}")],
-            b"",
-        ),
-    )
-    .await;
-    assert_eq!(status, 200);
-    let _ = events_for(&ew, "detect-0001").await;
-    let path = ew.dir.path().join("waf-events.jsonl");
-    assert!(!std::fs::read_to_string(path).unwrap().contains(quiet));
+    // A request that matches nothing writes no event. Edgeward reads the
+    // next request on a kept-alive connection only after the previous
+    // one's logging phase (where the WAF reports what it has not reported
+    // yet): an event of the clean request would be queued before that of
+    // the attack sent after it on the same connection, for the same file,
+    // whose lines keep their order.
+    let mut conn = Connection::open(ew.port).await.unwrap();
+    for (target, id) in [("/fine", "detect-quiet"), (SQLI, "detect-barrier")] {
+        let r = conn
+            .request("GET", Some("detect.test"), target, &[("x-request-id", id)])
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{target}");
+    }
+    events_for(&ew, "detect-barrier").await;
+    let events = std::fs::read_to_string(ew.dir.path().join("waf-events.jsonl")).unwrap();
+    assert!(!events.contains("detect-quiet"), "{events}");
 }
 
 #[tokio::test]
@@ -430,7 +417,7 @@ async fn request_bodies_are_inspected_up_to_the_limit_then_streamed() {
     let hits = || up.hits.load(std::sync::atomic::Ordering::SeqCst);
 
     // An attack in a small body: blocked, and no byte of it reaches the
-    // upstream.
+    // upstream (its head may).
     let before = hits();
     let (status, _) = raw(
         p,
@@ -448,6 +435,37 @@ async fn request_bodies_are_inspected_up_to_the_limit_then_streamed() {
     assert!(
         after <= before + 1,
         "at most the headers reached the upstream"
+    );
+    // Did its body reach the upstream? A clean request next: edgeward opens
+    // a new upstream connection for it (one it opened for the blocked
+    // request cannot be reused without the body), accepted after that
+    // one. Once all connections but the clean request's (kept for reuse)
+    // are closed, everything sent on them has arrived. (A payload that
+    // arrives sooner fails the test sooner.)
+    let payloads = [&b"1%20OR%201=1"[..], b"name=x"];
+    let arrived = |got: &[u8]| {
+        payloads
+            .iter()
+            .any(|p| got.windows(p.len()).any(|w| w == *p))
+    };
+    assert_eq!(get_status(p, "strong.test", "/clean", &[]).await, 200);
+    let got = eventually(
+        DEADLINE,
+        "the blocked request's upstream connection closed",
+        || async {
+            let got = up.received();
+            (up.open_connections() <= 1 || arrived(&got)).then_some(got)
+        },
+    )
+    .await;
+    assert!(
+        got.windows(11).any(|w| w == b"GET /clean "),
+        "the clean request's bytes are recorded"
+    );
+    assert!(
+        !arrived(&got),
+        "the blocked body reached the upstream:\n{}",
+        String::from_utf8_lossy(&got)
     );
 
     // A benign body larger than the limit (4 KiB) passes whole.
@@ -499,18 +517,7 @@ async fn reload_switches_a_sites_profile_without_a_restart() {
     let ew = Edgeward::start(&base).await;
     let pid = ew.pid();
     assert_eq!(get_status(ew.port, "off.test", SQLI, &[]).await, 200);
-    let switched = base.replacen(
-        &format!(
-            "addresses: [off.test]\n        upstream: {{ address: \"{}\" }}\n",
-            up.address()
-        ),
-        &format!(
-            "addresses: [off.test]\n        upstream: {{ address: \"{}\" }}\n        waf: {{ profile: strong }}\n",
-            up.address()
-        ),
-        1,
-    );
-    assert_ne!(switched, base);
+    let switched = base.clone().edit_site("off", |s| s.waf("profile: strong"));
     ew.reload(&switched).await;
     assert_eq!(get_status(ew.port, "off.test", SQLI, &[]).await, 403);
     assert_eq!(get_status(ew.port, "off.test", "/fine", &[]).await, 200);
@@ -520,7 +527,7 @@ async fn reload_switches_a_sites_profile_without_a_restart() {
     assert_eq!(ew.pid(), pid);
 
     // A reload with a broken CRS path is refused; the old WAF stays.
-    let broken = switched.replacen("waf:\n", "waf:\n  crs_dir: /nonexistent/crs\n", 1);
+    let broken = switched.waf("crs_dir", "/nonexistent/crs");
     ew.reload(&broken).await;
     assert!(ew.log().contains("waf.crs_dir"), "{}", ew.log());
     assert_eq!(get_status(ew.port, "strong.test", SQLI, &[]).await, 403);
@@ -529,20 +536,22 @@ async fn reload_switches_a_sites_profile_without_a_restart() {
 
 #[test]
 fn check_refuses_a_broken_crs_path_and_profiles() {
-    let cfg = |waf: &str, site_waf: &str| {
-        format!(
-            "listen: [\"127.0.0.1:1\"]\n{waf}accounts:\n  a:\n    log_dir: /tmp/x\n    sites:\n      s:\n        addresses: [s.test]\n        upstream: {{ address: \"127.0.0.1:2\" }}\n        waf: {site_waf}\n"
-        )
+    let cfg = |site_waf: &str| {
+        Conf::new().account("a").site("s", |s| {
+            s.address("s.test").upstream("127.0.0.1:2").waf(site_waf)
+        })
     };
-    let (code, out) = check(&cfg(
-        "waf:\n  crs_dir: /nonexistent/crs\n",
-        "{ profile: strong }",
-    ));
+    let conf = cfg("profile: strong").waf("crs_dir", "/nonexistent/crs");
+    let (code, out) = check_conf(&conf);
     assert_ne!(code, 0);
-    assert!(out.contains(":3:") && out.contains("waf.crs_dir"), "{out}");
+    let line = conf.line_of("crs_dir");
+    assert!(
+        out.contains(&format!(":{line}:")) && out.contains("waf.crs_dir"),
+        "line {line}: {out}"
+    );
     assert!(out.contains("/nonexistent/crs/rules"), "{out}");
 
-    let (code, out) = check(&cfg("", "{ profile: paranoid }"));
+    let (code, out) = check_conf(&cfg("profile: paranoid"));
     assert_ne!(code, 0);
     assert!(out.contains("unknown profile \"paranoid\""), "{out}");
     assert!(
@@ -550,18 +559,12 @@ fn check_refuses_a_broken_crs_path_and_profiles() {
         "{out}"
     );
 
-    let (code, out) = check(&cfg(
-        "",
-        "{ profile: strong, paranoia_level: 7, mode: audit }",
-    ));
+    let (code, out) = check_conf(&cfg("profile: strong, paranoia_level: 7, mode: audit"));
     assert_ne!(code, 0);
     assert!(out.contains("waf.paranoia_level"), "{out}");
     assert!(out.contains("waf.mode"), "{out}");
 
-    let (code, out) = check(&cfg(
-        "",
-        "{ profile: strong, exclude_ips: [\"10.0.0.300/8\"] }",
-    ));
+    let (code, out) = check_conf(&cfg("profile: strong, exclude_ips: [\"10.0.0.300/8\"]"));
     assert_ne!(code, 0);
     assert!(out.contains("waf.exclude_ips"), "{out}");
 
@@ -581,8 +584,8 @@ fn check_refuses_a_broken_crs_path_and_profiles() {
         "SecRuleEngine On\nSecNoSuchDirective 1\n",
     )
     .unwrap();
-    let waf = format!("waf:\n  profiles_dir: {}\n", dir.path().display());
-    let (code, out) = check(&cfg(&waf, "{ profile: broken }"));
+    let profiles_dir = quote(&dir.path().display().to_string());
+    let (code, out) = check_conf(&cfg("profile: broken").waf("profiles_dir", &profiles_dir));
     assert_ne!(code, 0);
     assert!(out.contains("waf.profile broken"), "{out}");
     // A profile naming a CRS file that does not exist.
@@ -596,14 +599,14 @@ fn check_refuses_a_broken_crs_path_and_profiles() {
         "rules: [REQUEST-999-NOPE.conf]\n",
     )
     .unwrap();
-    let (code, out) = check(&cfg(&waf, "{ profile: broken }"));
+    let (code, out) = check_conf(&cfg("profile: broken").waf("profiles_dir", &profiles_dir));
     assert_ne!(code, 0);
     assert!(out.contains("REQUEST-999-NOPE.conf not found"), "{out}");
     // The same directory with a good profile is accepted.
-    let (code, out) = check(&cfg(
-        &waf,
-        "{ profile: full, paranoia_level: 2, anomaly_threshold: 10 }",
-    ));
+    let (code, out) = check_conf(
+        &cfg("profile: full, paranoia_level: 2, anomaly_threshold: 10")
+            .waf("profiles_dir", &profiles_dir),
+    );
     assert_eq!(code, 0, "{out}");
 }
 
@@ -647,9 +650,9 @@ async fn raw_attack_bytes_reach_the_waf_and_malformed_requests_do_not_pass() {
             });
         }
     });
-    let ew2 = Edgeward::start(&format!(
-        "listen: [\"{{listen}}\"]\naccounts:\n  t:\n    log_dir: \"{{dir}}/t\"\n    sites:\n      lax:\n        addresses: [lax.test]\n        upstream: {{ address: \"{lax_addr}\" }}\n"
-    ))
+    let ew2 = Edgeward::start(&Conf::new().no_admin().account("t").site("lax", |s| {
+        s.address("lax.test").upstream(&lax_addr.to_string())
+    }))
     .await;
     let (status, body) = raw(ew2.port, &req("GET", "lax.test", target, &[], b"")).await;
     assert_eq!(status, 200, "{body}");
