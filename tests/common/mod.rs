@@ -47,8 +47,14 @@ where
 
 /// A free loopback port (bound, then released for the process under test).
 pub(crate) fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port")
+    free_ports::<1>()[0]
+}
+
+/// `N` different free loopback ports: all bound at once, then released
+/// (one at a time, the kernel may hand out the same port twice).
+pub(crate) fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<StdListener> = (0..N)
+        .map(|_| StdListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().expect("bound address").port())
 }

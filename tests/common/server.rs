@@ -1,7 +1,7 @@
 //! The real `edgeward` binary: started on a configuration, signalled,
 //! reloaded, stopped; and `edgeward check`.
 
-use super::{Conf, DEADLINE, eventually, fill, free_port, request};
+use super::{Conf, DEADLINE, eventually, fill, free_ports, request};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -59,7 +59,7 @@ impl Edgeward {
         // A port picked here can be taken by someone else before edgeward
         // binds it: try again with fresh ports in that case.
         for _attempt in 0..5 {
-            let (port, admin_port) = (free_port(), free_port());
+            let [port, admin_port] = free_ports();
             let config_path = dir.path().join("edgeward.yaml");
             let log_path = dir.path().join("edgeward.log");
             let mut ew = Edgeward {
