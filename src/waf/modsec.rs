@@ -133,7 +133,7 @@ struct Matches {
 }
 
 /// A compiled rule set.
-pub struct ModSecRuleset {
+pub(crate) struct ModSecRuleset {
     rules: *mut RawRulesSet,
 }
 
@@ -172,7 +172,7 @@ impl Drop for ModSecRuleset {
 impl ModSecRuleset {
     /// Compile ModSecurity configuration text (with `Include`s of absolute
     /// paths). The error is libmodsecurity's own message.
-    pub fn compile(text: &str) -> Result<Arc<ModSecRuleset>, String> {
+    pub(crate) fn compile(text: &str) -> Result<Arc<ModSecRuleset>, String> {
         instance();
         let c = CString::new(text).map_err(|_| "rules contain a NUL byte".to_string())?;
         // SAFETY: `rules` is fresh; `error` is set by libmodsecurity to a
@@ -228,7 +228,7 @@ impl Ruleset for Arc<ModSecRuleset> {
     }
 }
 
-pub struct ModSecTransaction {
+pub(crate) struct ModSecTransaction {
     raw: *mut RawTransaction,
     matches: Box<Matches>,
     _rules: Arc<ModSecRuleset>,

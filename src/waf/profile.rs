@@ -11,16 +11,17 @@
 
 use super::modsec::ModSecRuleset;
 use super::paths::glob_match;
-use once_cell::sync::Lazy;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::UNIX_EPOCH;
 
 /// The profile names every edgeward knows (a `profiles_dir` may add more).
-pub const BUILTIN: [&str; 6] = ["disabled", "basic", "strong", "full", "wordpress", "drupal"];
+pub(crate) const BUILTIN: [&str; 6] =
+    ["disabled", "basic", "strong", "full", "wordpress", "drupal"];
 
 const BUILTIN_FILES: [(&str, &str); 6] = [
     ("disabled", include_str!("../../profiles/disabled.yaml")),
@@ -38,7 +39,7 @@ const BUILTIN_EXTRA: [(&str, &str); 1] = [(
 )];
 
 /// Rule ids edgeward uses for its own settings and score marker.
-pub const OWN_RULE_IDS: std::ops::RangeInclusive<u32> = 9_990_000..=9_990_999;
+pub(crate) const OWN_RULE_IDS: std::ops::RangeInclusive<u32> = 9_990_000..=9_990_999;
 const SCORE_RULE: u32 = 9_990_100;
 
 #[derive(Debug, Deserialize)]
@@ -58,24 +59,24 @@ struct ProfileFile {
 }
 
 #[derive(Debug, Clone)]
-pub struct Profile {
-    pub name: String,
-    pub rules: Vec<String>,
-    pub settings: Vec<(String, String)>,
+pub(crate) struct Profile {
+    pub(crate) name: String,
+    pub(crate) rules: Vec<String>,
+    pub(crate) settings: Vec<(String, String)>,
     /// Names of rule files from the profiles directory (`extra_rules`).
-    pub extra_rules: Vec<String>,
+    pub(crate) extra_rules: Vec<String>,
 }
 
 impl Profile {
     /// No rule files: nothing to inspect (like `disabled`).
-    pub fn inspects(&self) -> bool {
+    pub(crate) fn inspects(&self) -> bool {
         !self.rules.is_empty()
     }
 }
 
 /// Every profile plus the base files, from one place.
 #[derive(Debug, Clone)]
-pub struct ProfileSet {
+pub(crate) struct ProfileSet {
     base: String,
     setup: String,
     profiles: BTreeMap<String, Profile>,
@@ -144,7 +145,7 @@ fn parse_profile(name: &str, text: &str) -> Result<Profile, String> {
 
 impl ProfileSet {
     /// The profiles compiled into this binary (the repository's `profiles/`).
-    pub fn builtin() -> ProfileSet {
+    pub(crate) fn builtin() -> ProfileSet {
         let mut profiles = BTreeMap::new();
         for (name, text) in BUILTIN_FILES {
             let p = parse_profile(name, text).expect("built-in profiles are valid");
@@ -163,7 +164,7 @@ impl ProfileSet {
 
     /// Every `<name>.yaml` in `dir`, plus its `modsecurity.conf` and
     /// `crs-setup.conf`. The six standard names must all be there.
-    pub fn load(dir: &Path) -> Result<ProfileSet, String> {
+    pub(crate) fn load(dir: &Path) -> Result<ProfileSet, String> {
         let read = |name: &str| {
             let p = dir.join(name);
             std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))
@@ -213,34 +214,34 @@ impl ProfileSet {
         })
     }
 
-    pub fn get(&self, name: &str) -> Option<&Profile> {
+    pub(crate) fn get(&self, name: &str) -> Option<&Profile> {
         self.profiles.get(name)
     }
 
-    pub fn names(&self) -> Vec<&str> {
+    pub(crate) fn names(&self) -> Vec<&str> {
         self.profiles.keys().map(|s| s.as_str()).collect()
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Mode {
+pub(crate) enum Mode {
     Block,
     Detect,
 }
 
 /// Everything a compiled rule set depends on.
-pub struct RulesetSpec<'a> {
-    pub set: &'a ProfileSet,
-    pub profile: &'a Profile,
-    pub crs_dir: &'a Path,
-    pub paranoia_level: Option<u8>,
-    pub anomaly_threshold: Option<u32>,
-    pub mode: Mode,
-    pub exclude_rules: &'a [u32],
+pub(crate) struct RulesetSpec<'a> {
+    pub(crate) set: &'a ProfileSet,
+    pub(crate) profile: &'a Profile,
+    pub(crate) crs_dir: &'a Path,
+    pub(crate) paranoia_level: Option<u8>,
+    pub(crate) anomaly_threshold: Option<u32>,
+    pub(crate) mode: Mode,
+    pub(crate) exclude_rules: &'a [u32],
 }
 
 /// The CRS files a profile loads, in CRS numeric order.
-pub fn rule_files(profile: &Profile, crs_dir: &Path) -> Result<Vec<PathBuf>, String> {
+pub(crate) fn rule_files(profile: &Profile, crs_dir: &Path) -> Result<Vec<PathBuf>, String> {
     let rules_dir = crs_dir.join("rules");
     let listing: Vec<String> = match std::fs::read_dir(&rules_dir) {
         Ok(rd) => {
@@ -285,7 +286,7 @@ pub fn rule_files(profile: &Profile, crs_dir: &Path) -> Result<Vec<PathBuf>, Str
 
 /// The ModSecurity configuration text of a rule set, and the cache key that
 /// also covers the included files' identity.
-pub fn render(spec: &RulesetSpec<'_>) -> Result<(String, String), String> {
+pub(crate) fn render(spec: &RulesetSpec<'_>) -> Result<(String, String), String> {
     let files = rule_files(spec.profile, spec.crs_dir)?;
     let mut text = String::with_capacity(8192);
     let mut key = String::new();
@@ -361,11 +362,11 @@ pub fn render(spec: &RulesetSpec<'_>) -> Result<(String, String), String> {
     Ok((text, key))
 }
 
-static COMPILED: Lazy<Mutex<HashMap<String, Weak<ModSecRuleset>>>> =
-    Lazy::new(|| Mutex::new(HashMap::new()));
+static COMPILED: LazyLock<Mutex<HashMap<String, Weak<ModSecRuleset>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
 
 /// Compile (or reuse) the rule set for `spec`.
-pub fn compile(spec: &RulesetSpec<'_>) -> Result<Arc<ModSecRuleset>, String> {
+pub(crate) fn compile(spec: &RulesetSpec<'_>) -> Result<Arc<ModSecRuleset>, String> {
     let (text, key) = render(spec)?;
     if let Some(set) = COMPILED
         .lock()
@@ -383,7 +384,7 @@ pub fn compile(spec: &RulesetSpec<'_>) -> Result<Arc<ModSecRuleset>, String> {
 }
 
 /// Whether a rule id is edgeward's own score marker.
-pub fn is_score_rule(id: u32) -> bool {
+pub(crate) fn is_score_rule(id: u32) -> bool {
     id == SCORE_RULE
 }
 
