@@ -33,7 +33,6 @@ BENCH_TAG=access-log-bench
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-
 CMDLINE=$(printf '%q ' "$0" "$@"); CMDLINE=${CMDLINE% }
 ORIG_PWD=$PWD
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -72,74 +71,21 @@ is_uint "$WRK_THREADS" || die "--wrk-threads must be a positive integer"
 
 # ---------------------------------------------------------------- tools
 need_install=()
-command -v wrk   >/dev/null 2>&1 || need_install+=(wrk)
-command -v curl  >/dev/null 2>&1 || need_install+=(curl)
-if ! command -v nginx >/dev/null 2>&1 && [[ ! -x /usr/sbin/nginx ]]; then
-    need_install+=(nginx-light)
-fi
-if (( ${#need_install[@]} )); then
-    if [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-        log "installing missing tools: ${need_install[*]}"
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_install[@]}" >&2
-    else
-        die "missing tools: ${need_install[*]}; install them with: apt-get install -y wrk nginx-light curl"
-    fi
-fi
+have wrk   || need_install+=(wrk)
+have curl  || need_install+=(curl)
+have nginx || need_install+=(nginx-light)
+install_missing "${need_install[@]}"
 command -v python3 >/dev/null 2>&1 || die "python3 is required (used to pick free ports)"
 NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
 [[ -x "$NGINX" ]] || die "nginx not found; install it with: apt-get install -y nginx-light"
 
 # ---------------------------------------------------------------- edgeward binary
 cd "$REPO_ROOT"
-if [[ -n "$EDGEWARD" ]]; then
-    [[ "$EDGEWARD" = /* ]] || EDGEWARD="$ORIG_PWD/$EDGEWARD"
-    [[ -x "$EDGEWARD" ]] || die "--edgeward $EDGEWARD is not an executable file"
-else
-    EDGEWARD="$REPO_ROOT/target/release/edgeward"
-    if [[ ! -x "$EDGEWARD" ]]; then
-        command -v cargo >/dev/null 2>&1 || die "$EDGEWARD missing and cargo not found"
-        log "$EDGEWARD missing; running cargo build --release"
-        cargo build --release >&2
-        [[ -x "$EDGEWARD" ]] || die "cargo build --release did not produce $EDGEWARD"
-    fi
-fi
+resolve_edgeward "$EDGEWARD"
 
 # ---------------------------------------------------------------- work dir + cleanup
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/edgeward-access-log-bench.XXXXXX")
-RAW="$WORK/raw"
-mkdir -p "$RAW"
-# nginx drops worker privileges when started as root; let workers traverse the dir.
-chmod 755 "$WORK"
-
-PIDS=()      # every server we started, in start order
-WRK_PID=""   # the wrk run in progress, if any
-SUCCESS=0
-
-
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    local i
-    if [[ -n "$WRK_PID" ]]; then
-        kill -TERM "$WRK_PID" 2>/dev/null || true
-        wait "$WRK_PID" 2>/dev/null || true
-    fi
-    for (( i = ${#PIDS[@]} - 1; i >= 0; i-- )); do   # edgewards first, origin last
-        stop_pid "${PIDS[i]}"
-    done
-    if (( CLEAN && SUCCESS )); then
-        rm -rf "$WORK"
-    elif (( ! SUCCESS )); then
-        log "failed (exit $rc); configs, logs and raw output kept in $WORK"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-
+make_workdir access-log-bench
+bench_traps
 
 # ---------------------------------------------------------------- ports
 # Bind all three sockets at once so the ports are distinct, then release them.
@@ -266,40 +212,16 @@ until (( $(line_count "$ON_LOG") > 0 )); do
 done
 
 
-# run_wrk CONFIG DURATION OUTFILE
-run_wrk() {
-    local p=$1 d=$2 out=$3
-    kill -0 "${PID[$p]}" 2>/dev/null || die "edgeward-$p (pid ${PID[$p]}) died during the benchmark; see $WORK/edgeward-$p.log"
-    # In the background + wait, so that INT/TERM traps fire at once instead of
-    # after wrk finishes; cleanup() kills a still-running wrk.
-    wrk -t"$WRK_THREADS" -c"$CONNS" -d"${d}s" --latency -H 'Host: bench.local' \
-        "http://127.0.0.1:${PORT[$p]}/" </dev/null >"$out" 2>&1 &
-    WRK_PID=$!
-    wait "$WRK_PID" || { WRK_PID=""; cat "$out" >&2; die "wrk failed against edgeward-$p"; }
-    WRK_PID=""
+# run_wrk_on CONFIG DURATION OUTFILE
+run_wrk_on() {
+    run_wrk "edgeward-$1" "${PID[$1]}" "$3" -t"$WRK_THREADS" -c"$CONNS" -d"${2}s" --latency \
+        -H 'Host: bench.local' "http://127.0.0.1:${PORT[$1]}/"
 }
-
-# parse_wrk FILE -> "rps p50_ms p99_ms errors requests"
-parse_wrk() {
-    local f=$1 rps p50 p99 errs reqs
-    rps=$(awk '$1 == "Requests/sec:" { print $2 }' "$f")
-    p50=$(awk '$1 == "50%" { print $2; exit }' "$f")
-    p99=$(awk '$1 == "99%" { print $2; exit }' "$f")
-    reqs=$(awk '/ requests in / { print $1; exit }' "$f")
-    [[ -n "$rps" && -n "$p50" && -n "$p99" && -n "$reqs" ]] || { cat "$f" >&2; die "could not parse wrk output $f"; }
-    # socket errors (connect/read/write/timeout) + non-2xx/3xx responses
-    errs=$(awk '
-        /Socket errors:/ { gsub(/,/, ""); n += $4 + $6 + $8 + $10 }
-        /Non-2xx or 3xx responses:/ { n += $NF }
-        END { print n + 0 }' "$f")
-    printf '%s %s %s %s %s\n' "$rps" "$(to_ms "$p50")" "$(to_ms "$p99")" "$errs" "$reqs"
-}
-
 
 if (( WARMUP > 0 )); then
     for p in "${NAMES[@]}"; do
         log "warm-up: $p, ${WARMUP}s, -c$CONNS"
-        run_wrk "$p" "$WARMUP" "$RAW/warmup-$p.txt"
+        run_wrk_on "$p" "$WARMUP" "$RAW/warmup-$p.txt"
     done
 fi
 
@@ -312,8 +234,8 @@ for (( r = 1; r <= ROUNDS; r++ )); do
         out="$RAW/$p-r$r.txt"
         if [[ $p == on ]]; then before=$(settled_count "$ON_LOG"); fi
         log "measure: round $r/$ROUNDS access log $p (${DURATION}s, -c$CONNS)"
-        run_wrk "$p" "$DURATION" "$out"
-        read -r rps p50 p99 errs reqs < <(parse_wrk "$out")
+        run_wrk_on "$p" "$DURATION" "$out"
+        parsed=$(parse_wrk "$out"); read -r rps p50 p99 errs reqs <<<"$parsed"
         RPS[$p]+="$rps "; P50[$p]+="$p50 "; P99[$p]+="$p99 "
         ERRS[$p]=$(( ${ERRS[$p]:-0} + errs ))
         if [[ $p == on ]]; then

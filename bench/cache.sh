@@ -81,36 +81,19 @@ for s in "${SIZE_LIST[@]}"; do is_uint "$s" || die "--sizes: '$s' is not a posit
 
 # ---------------------------------------------------------------- tools
 need_install=()
-command -v wrk >/dev/null 2>&1 || need_install+=(wrk)
-command -v curl >/dev/null 2>&1 || need_install+=(curl)
-[[ -x /usr/sbin/nginx ]] || command -v nginx >/dev/null 2>&1 || need_install+=(nginx-light)
-[[ -x /usr/sbin/varnishd ]] || command -v varnishd >/dev/null 2>&1 || need_install+=(varnish)
-command -v redis-server >/dev/null 2>&1 || need_install+=(redis-server)
-if (( ${#need_install[@]} )); then
-    if [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-        log "installing missing tools: ${need_install[*]}"
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_install[@]}" >&2
-    else
-        die "missing tools: ${need_install[*]}; install them with: apt-get install -y ${need_install[*]}"
-    fi
-fi
+have wrk          || need_install+=(wrk)
+have curl         || need_install+=(curl)
+have nginx        || need_install+=(nginx-light)
+have varnishd     || need_install+=(varnish)
+have redis-server || need_install+=(redis-server)
+install_missing "${need_install[@]}"
 command -v python3 >/dev/null 2>&1 || die "python3 is required (used to pick free ports)"
 NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
 VARNISHD=$(command -v varnishd 2>/dev/null || echo /usr/sbin/varnishd)
 
 # ---------------------------------------------------------------- edgeward binary
 cd "$REPO_ROOT"
-if [[ -n "$EDGEWARD" ]]; then
-    [[ "$EDGEWARD" = /* ]] || EDGEWARD="$ORIG_PWD/$EDGEWARD"
-    [[ -x "$EDGEWARD" ]] || die "--edgeward $EDGEWARD is not an executable file"
-else
-    EDGEWARD="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/edgeward"
-    if [[ ! -x "$EDGEWARD" ]]; then
-        log "$EDGEWARD missing; running cargo build --release"
-        cargo build --release >&2
-    fi
-fi
+resolve_edgeward "$EDGEWARD"
 PINGORA_STATIC="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/examples/pingora-static"
 if [[ ! -x "$PINGORA_STATIC" ]]; then
     log "$PINGORA_STATIC missing; running cargo build --release --example pingora-static"
@@ -118,35 +101,8 @@ if [[ ! -x "$PINGORA_STATIC" ]]; then
 fi
 
 # ---------------------------------------------------------------- work dir + cleanup
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/edgeward-cache-bench.XXXXXX")
-RAW="$WORK/raw"
-mkdir -p "$RAW"
-chmod 755 "$WORK"   # nginx and varnish workers drop privileges
-
-PIDS=()
-WRK_PID=""
-SUCCESS=0
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    local i
-    if [[ -n "$WRK_PID" ]]; then
-        kill -TERM "$WRK_PID" 2>/dev/null || true
-        wait "$WRK_PID" 2>/dev/null || true
-    fi
-    for (( i = ${#PIDS[@]} - 1; i >= 0; i-- )); do
-        stop_pid "${PIDS[i]}"
-    done
-    if (( CLEAN && SUCCESS )); then
-        rm -rf "$WORK"
-    elif (( ! SUCCESS )); then
-        log "failed (exit $rc); configs, logs and raw output kept in $WORK"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+make_workdir cache-bench   # nginx and varnish workers drop privileges
+bench_traps
 
 read -r UP_PORT EWM_PORT EWR_PORT EWD_PORT NX_PORT VA_PORT RD_PORT PS_PORT < <(free_ports 8)
 [[ -n "${PS_PORT:-}" ]] || die "could not pick free ports"
@@ -293,32 +249,16 @@ for s in "${SIZE_LIST[@]}"; do
     done
 done
 
-run_wrk() {   # PROXY SIZE DURATION OUT
-    kill -0 "${PID[$1]}" 2>/dev/null || die "$1 died during the benchmark; see $WORK/$1.log"
-    wrk -t"$WRK_THREADS" -c"$CONNS" -d"$3s" --latency -H 'Host: bench.local' \
-        "http://127.0.0.1:${PORT[$1]}/obj$2k.txt" </dev/null >"$4" 2>&1 &
-    WRK_PID=$!
-    wait "$WRK_PID" || { WRK_PID=""; cat "$4" >&2; die "wrk failed against $1"; }
-    WRK_PID=""
-}
-parse_wrk() {   # FILE -> "rps p50_ms p99_ms errors"
-    local f=$1 rps p50 p99 errs
-    rps=$(awk '$1 == "Requests/sec:" { print $2 }' "$f")
-    p50=$(awk '$1 == "50%" { print $2; exit }' "$f")
-    p99=$(awk '$1 == "99%" { print $2; exit }' "$f")
-    [[ -n "$rps" && -n "$p50" && -n "$p99" ]] || { cat "$f" >&2; die "could not parse wrk output $f"; }
-    errs=$(awk '
-        /Socket errors:/ { gsub(/,/, ""); n += $4 + $6 + $8 + $10 }
-        /Non-2xx or 3xx responses:/ { n += $NF }
-        END { print n + 0 }' "$f")
-    printf '%s %s %s %s\n' "$rps" "$(to_ms "$p50")" "$(to_ms "$p99")" "$errs"
+run_wrk_at() {   # PROXY SIZE DURATION OUT
+    run_wrk "$1" "${PID[$1]}" "$4" -t"$WRK_THREADS" -c"$CONNS" -d"$3s" --latency \
+        -H 'Host: bench.local' "http://127.0.0.1:${PORT[$1]}/obj$2k.txt"
 }
 
 if (( WARMUP > 0 )); then
     for s in "${SIZE_LIST[@]}"; do
         for p in "${NAMES[@]}"; do
             log "warm-up: $p ${s}KiB ${WARMUP}s"
-            run_wrk "$p" "$s" "$WARMUP" "$RAW/warmup-$p-$s.txt"
+            run_wrk_at "$p" "$s" "$WARMUP" "$RAW/warmup-$p-$s.txt"
         done
     done
 fi
@@ -329,8 +269,8 @@ for s in "${SIZE_LIST[@]}"; do
         for p in "${NAMES[@]}"; do
             out="$RAW/s$s-$p-r$r.txt"
             log "measure: ${s}KiB round $r/$ROUNDS $p (${DURATION}s)"
-            run_wrk "$p" "$s" "$DURATION" "$out"
-            read -r rps p50 p99 errs < <(parse_wrk "$out")
+            run_wrk_at "$p" "$s" "$DURATION" "$out"
+            parsed=$(parse_wrk "$out"); read -r rps p50 p99 errs _ <<<"$parsed"
             RPS[$s,$p]+="$rps "; P50[$s,$p]+="$p50 "; P99[$s,$p]+="$p99 "
             ERRS[$s,$p]=$(( ${ERRS[$s,$p]:-0} + errs ))
         done
@@ -360,7 +300,6 @@ done
 echo
 echo "| object | memory/nginx | redis/nginx | redis-direct/nginx | memory/varnish | redis/varnish | redis-direct/varnish | pingora-static/nginx | memory/pingora-static |"
 echo "|-------:|-------------:|------------:|-------------------:|---------------:|--------------:|---------------------:|---------------------:|----------------------:|"
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 for s in "${SIZE_LIST[@]}"; do
     # shellcheck disable=SC2086  # intentional word splitting of the value lists
     m=$(median ${RPS[$s,edgeward-memory]})

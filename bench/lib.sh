@@ -1,7 +1,10 @@
 # shellcheck shell=bash
-# Shell helpers shared by the benchmarks in bench/ (sourced, not run).
-# The caller sets BENCH_TAG (log prefix) and WORK (its work dir), and keeps
-# the pids it starts in PIDS (start_bg appends to it).
+# Shell helpers shared by the benchmarks in bench/ (sourced, not run): logging,
+# tools, the edgeward binary, the work dir and cleanup on exit, servers in
+# their own session, free ports, readiness polling, wrk runs and their
+# parsing, medians. The caller sets BENCH_TAG (log prefix) before sourcing,
+# then WORK (make_workdir), and keeps the pids it starts in PIDS (start_bg
+# appends to it).
 
 log() { printf '[%s] %s\n' "$BENCH_TAG" "$*" >&2; }
 die() { printf '[%s] ERROR: %s\n' "$BENCH_TAG" "$*" >&2; exit 1; }
@@ -83,3 +86,124 @@ median() {
         END { if (NR == 0) { print "nan"; exit }
               if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
+
+# ---------------------------------------------------------------- tools
+# have CMD: CMD is on PATH or in /usr/sbin (nginx, varnishd when PATH has no sbin).
+have() { command -v "$1" >/dev/null 2>&1 || [[ -x "/usr/sbin/$1" ]]; }
+
+# install_missing PACKAGE... : apt-get install the Debian packages given (none
+# given: nothing to do); as root with apt-get, else die with the command to run.
+install_missing() {
+    (( $# )) || return 0
+    if [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        log "installing missing tools: $*"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+    else
+        die "missing tools: $*; install them with: apt-get install -y $*"
+    fi
+}
+
+# ---------------------------------------------------------------- edgeward binary
+# resolve_edgeward PATH : set EDGEWARD to PATH (relative to ORIG_PWD), or when
+# PATH is empty to the release binary, built with `cargo build --release` if
+# it is missing. Needs REPO_ROOT and ORIG_PWD.
+resolve_edgeward() {
+    if [[ -n "$1" ]]; then
+        EDGEWARD=$1
+        [[ "$EDGEWARD" = /* ]] || EDGEWARD="$ORIG_PWD/$EDGEWARD"
+        [[ -x "$EDGEWARD" ]] || die "--edgeward $EDGEWARD is not an executable file"
+        return 0
+    fi
+    EDGEWARD="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/edgeward"
+    if [[ ! -x "$EDGEWARD" ]]; then
+        command -v cargo >/dev/null 2>&1 || die "$EDGEWARD missing and cargo not found"
+        log "$EDGEWARD missing; running cargo build --release"
+        (cd "$REPO_ROOT" && cargo build --release >&2)
+        [[ -x "$EDGEWARD" ]] || die "cargo build --release did not produce $EDGEWARD"
+    fi
+}
+
+# ---------------------------------------------------------------- work dir + cleanup
+# make_workdir NAME : WORK (a new temp dir ${TMPDIR:-/tmp}/edgeward-NAME.XXXXXX,
+# traversable by the nginx/varnish workers that drop root) and RAW in it.
+make_workdir() {
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/edgeward-$1.XXXXXX")
+    RAW="$WORK/raw"
+    mkdir -p "$RAW"
+    chmod 755 "$WORK"
+}
+
+# The caller sets CLEAN (1: delete WORK after a successful run), sets SUCCESS=1
+# once its report is out, and may define bench_stop_extra (called after the
+# wrk run is stopped, before the servers in PIDS) for processes of its own.
+PIDS=()      # every server started with start_bg, in start order
+WRK_PID=""   # the wrk run in progress, if any
+SUCCESS=0
+CLEAN=0
+
+# On exit (normal, error, INT, TERM): stop wrk, then the caller's extra
+# processes, then every server in PIDS in reverse start order; delete WORK
+# after a successful --clean run, keep it (and say so) after a failure.
+bench_cleanup() {
+    local rc=$? i
+    trap - EXIT INT TERM
+    if [[ -n "$WRK_PID" ]]; then
+        kill -TERM "$WRK_PID" 2>/dev/null || true
+        wait "$WRK_PID" 2>/dev/null || true
+    fi
+    if declare -F bench_stop_extra >/dev/null; then bench_stop_extra; fi
+    for (( i = ${#PIDS[@]} - 1; i >= 0; i-- )); do   # proxies first, origin last
+        stop_pid "${PIDS[i]}"
+    done
+    if [[ -n "${WORK:-}" ]]; then
+        if (( CLEAN && SUCCESS )); then
+            rm -rf "$WORK"
+        elif (( ! SUCCESS )); then
+            log "failed (exit $rc); configs, logs and raw output kept in $WORK"
+        fi
+    fi
+    exit "$rc"
+}
+bench_traps() {
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+
+# ---------------------------------------------------------------- wrk
+# run_wrk NAME PID OUT WRK-ARGS... : one wrk run, its output in OUT. Dies if
+# NAME (process PID) is gone before it starts or wrk fails. wrk runs in the
+# background + wait, so that INT/TERM traps fire at once instead of after
+# wrk finishes; bench_cleanup kills a still-running wrk.
+run_wrk() {
+    local name=$1 pid=$2 out=$3 hint
+    shift 3
+    hint="$WORK/$name.log"; [[ -e "$hint" ]] || hint=$WORK
+    kill -0 "$pid" 2>/dev/null || die "$name (pid $pid) died during the benchmark; see $hint"
+    wrk "$@" </dev/null >"$out" 2>&1 &
+    WRK_PID=$!
+    wait "$WRK_PID" || { WRK_PID=""; cat "$out" >&2; die "wrk failed against $name"; }
+    WRK_PID=""
+}
+
+# parse_wrk FILE -> "rps p50_ms p99_ms errors requests" from wrk --latency
+# output; errors = socket errors (connect/read/write/timeout) + non-2xx/3xx
+# responses; requests = the requests wrk completed.
+parse_wrk() {
+    local f=$1 rps p50 p99 errs reqs
+    rps=$(awk '$1 == "Requests/sec:" { print $2 }' "$f")
+    p50=$(awk '$1 == "50%" { print $2; exit }' "$f")
+    p99=$(awk '$1 == "99%" { print $2; exit }' "$f")
+    reqs=$(awk '/ requests in / { print $1; exit }' "$f")
+    [[ -n "$rps" && -n "$p50" && -n "$p99" && -n "$reqs" ]] || { cat "$f" >&2; die "could not parse wrk output $f"; }
+    errs=$(awk '
+        /Socket errors:/ { gsub(/,/, ""); n += $4 + $6 + $8 + $10 }
+        /Non-2xx or 3xx responses:/ { n += $NF }
+        END { print n + 0 }' "$f")
+    printf '%s %s %s %s %s\n' "$rps" "$(to_ms "$p50")" "$(to_ms "$p99")" "$errs" "$reqs"
+}
+
+# ---------------------------------------------------------------- report
+# ratio A B : A/B with 2 decimals, "n/a" when B is not positive.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }

@@ -33,7 +33,6 @@ BENCH_TAG=proxy-bench
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-
 CMDLINE=$(printf '%q ' "$0" "$@"); CMDLINE=${CMDLINE% }
 ORIG_PWD=$PWD
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -76,74 +75,21 @@ done
 
 # ---------------------------------------------------------------- tools
 need_install=()
-command -v wrk   >/dev/null 2>&1 || need_install+=(wrk)
-command -v curl  >/dev/null 2>&1 || need_install+=(curl)
-if ! command -v nginx >/dev/null 2>&1 && [[ ! -x /usr/sbin/nginx ]]; then
-    need_install+=(nginx-light)
-fi
-if (( ${#need_install[@]} )); then
-    if [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-        log "installing missing tools: ${need_install[*]}"
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_install[@]}" >&2
-    else
-        die "missing tools: ${need_install[*]}; install them with: apt-get install -y wrk nginx-light curl"
-    fi
-fi
+have wrk   || need_install+=(wrk)
+have curl  || need_install+=(curl)
+have nginx || need_install+=(nginx-light)
+install_missing "${need_install[@]}"
 command -v python3 >/dev/null 2>&1 || die "python3 is required (used to pick free ports)"
 NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
 [[ -x "$NGINX" ]] || die "nginx not found; install it with: apt-get install -y nginx-light"
 
 # ---------------------------------------------------------------- edgeward binary
 cd "$REPO_ROOT"
-if [[ -n "$EDGEWARD" ]]; then
-    [[ "$EDGEWARD" = /* ]] || EDGEWARD="$ORIG_PWD/$EDGEWARD"
-    [[ -x "$EDGEWARD" ]] || die "--edgeward $EDGEWARD is not an executable file"
-else
-    EDGEWARD="$REPO_ROOT/target/release/edgeward"
-    if [[ ! -x "$EDGEWARD" ]]; then
-        command -v cargo >/dev/null 2>&1 || die "$EDGEWARD missing and cargo not found"
-        log "$EDGEWARD missing; running cargo build --release"
-        cargo build --release >&2
-        [[ -x "$EDGEWARD" ]] || die "cargo build --release did not produce $EDGEWARD"
-    fi
-fi
+resolve_edgeward "$EDGEWARD"
 
 # ---------------------------------------------------------------- work dir + cleanup
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/edgeward-proxy-bench.XXXXXX")
-RAW="$WORK/raw"
-mkdir -p "$RAW"
-# nginx drops worker privileges when started as root; let workers traverse the dir.
-chmod 755 "$WORK"
-
-PIDS=()      # every server we started, in start order
-WRK_PID=""   # the wrk run in progress, if any
-SUCCESS=0
-
-
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    local i
-    if [[ -n "$WRK_PID" ]]; then
-        kill -TERM "$WRK_PID" 2>/dev/null || true
-        wait "$WRK_PID" 2>/dev/null || true
-    fi
-    for (( i = ${#PIDS[@]} - 1; i >= 0; i-- )); do   # proxies first, origin last
-        stop_pid "${PIDS[i]}"
-    done
-    if (( CLEAN && SUCCESS )); then
-        rm -rf "$WORK"
-    elif (( ! SUCCESS )); then
-        log "failed (exit $rc); configs, logs and raw output kept in $WORK"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-
+make_workdir proxy-bench
+bench_traps
 
 # ---------------------------------------------------------------- ports
 # Bind all three sockets at once so the ports are distinct, then release them.
@@ -272,41 +218,18 @@ for p in "${NAMES[@]}"; do
 done
 
 
-# run_wrk PROXY CONNS DURATION OUTFILE
-run_wrk() {
-    local p=$1 c=$2 d=$3 out=$4
-    kill -0 "${PID[$p]}" 2>/dev/null || die "$p (pid ${PID[$p]}) died during the benchmark; see $WORK/$p.log"
-    # In the background + wait, so that INT/TERM traps fire at once instead of
-    # after wrk finishes; cleanup() kills a still-running wrk.
-    wrk -t"$WRK_THREADS" -c"$c" -d"${d}s" --latency -H 'Host: bench.local' \
-        "http://127.0.0.1:${PORT[$p]}/" </dev/null >"$out" 2>&1 &
-    WRK_PID=$!
-    wait "$WRK_PID" || { WRK_PID=""; cat "$out" >&2; die "wrk failed against $p"; }
-    WRK_PID=""
+# run_wrk_at PROXY CONNS DURATION OUTFILE
+run_wrk_at() {
+    run_wrk "$1" "${PID[$1]}" "$4" -t"$WRK_THREADS" -c"$2" -d"${3}s" --latency \
+        -H 'Host: bench.local' "http://127.0.0.1:${PORT[$1]}/"
 }
-
-# parse_wrk FILE -> "rps p50_ms p99_ms errors"
-parse_wrk() {
-    local f=$1 rps p50 p99 errs
-    rps=$(awk '$1 == "Requests/sec:" { print $2 }' "$f")
-    p50=$(awk '$1 == "50%" { print $2; exit }' "$f")
-    p99=$(awk '$1 == "99%" { print $2; exit }' "$f")
-    [[ -n "$rps" && -n "$p50" && -n "$p99" ]] || { cat "$f" >&2; die "could not parse wrk output $f"; }
-    # socket errors (connect/read/write/timeout) + non-2xx/3xx responses
-    errs=$(awk '
-        /Socket errors:/ { gsub(/,/, ""); n += $4 + $6 + $8 + $10 }
-        /Non-2xx or 3xx responses:/ { n += $NF }
-        END { print n + 0 }' "$f")
-    printf '%s %s %s %s\n' "$rps" "$(to_ms "$p50")" "$(to_ms "$p99")" "$errs"
-}
-
 
 max_c=0
 for c in "${CONNS[@]}"; do (( c > max_c )) && max_c=$c; done
 if (( WARMUP > 0 )); then
     for p in "${NAMES[@]}"; do
         log "warm-up: $p, ${WARMUP}s, -c$max_c"
-        run_wrk "$p" "$max_c" "$WARMUP" "$RAW/warmup-$p.txt"
+        run_wrk_at "$p" "$max_c" "$WARMUP" "$RAW/warmup-$p.txt"
     done
 fi
 
@@ -316,8 +239,8 @@ for c in "${CONNS[@]}"; do
         for p in "${NAMES[@]}"; do
             out="$RAW/c$c-$p-r$r.txt"
             log "measure: -c$c round $r/$ROUNDS $p (${DURATION}s)"
-            run_wrk "$p" "$c" "$DURATION" "$out"
-            read -r rps p50 p99 errs < <(parse_wrk "$out")
+            run_wrk_at "$p" "$c" "$DURATION" "$out"
+            parsed=$(parse_wrk "$out"); read -r rps p50 p99 errs _ <<<"$parsed"
             RPS[$c,$p]+="$rps "; P50[$c,$p]+="$p50 "; P99[$c,$p]+="$p99 "
             ERRS[$c,$p]=$(( ${ERRS[$c,$p]:-0} + errs ))
         done
@@ -360,8 +283,7 @@ for c in "${CONNS[@]}"; do
     a=$(median ${RPS[$c,edgeward]})
     # shellcheck disable=SC2086
     b=$(median ${RPS[$c,nginx]})
-    printf '| %s | %.0f | %.0f | %s |\n' "$c" "$a" "$b" \
-        "$(awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')"
+    printf '| %s | %.0f | %.0f | %s |\n' "$c" "$a" "$b" "$(ratio "$a" "$b")"
 done
 echo
 

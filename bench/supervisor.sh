@@ -44,7 +44,6 @@ BENCH_TAG=supervisor-bench
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-
 CMDLINE=$(printf '%q ' "$0" "$@"); CMDLINE=${CMDLINE% }
 LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)
 ORIG_PWD=$PWD
@@ -89,17 +88,9 @@ is_uint "$WRK_THREADS" || die "--wrk-threads must be a positive integer"
 
 # ---------------------------------------------------------------- tools
 need_install=()
-command -v curl >/dev/null 2>&1 || need_install+=(curl)
-if (( ROUNDS > 0 )); then command -v wrk >/dev/null 2>&1 || need_install+=(wrk); fi
-if (( ${#need_install[@]} )); then
-    if [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-        log "installing missing tools: ${need_install[*]}"
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_install[@]}" >&2
-    else
-        die "missing tools: ${need_install[*]}; install them with: apt-get install -y wrk curl"
-    fi
-fi
+have curl || need_install+=(curl)
+if (( ROUNDS > 0 )); then have wrk || need_install+=(wrk); fi
+install_missing "${need_install[@]}"
 command -v python3 >/dev/null 2>&1 || die "python3 is required (used to pick free ports)"
 # edgeward runs programs with this PATH (src/supervisor/mod.rs, MINIMAL_PATH);
 # the origin instance uses the same, so both run the very same interpreter.
@@ -109,38 +100,23 @@ PROG_PYTHON=$(PATH=$MINIMAL_PATH command -v python3 2>/dev/null) \
 
 # ---------------------------------------------------------------- edgeward binary
 cd "$REPO_ROOT"
-if [[ -n "$EDGEWARD" ]]; then
-    [[ "$EDGEWARD" = /* ]] || EDGEWARD="$ORIG_PWD/$EDGEWARD"
-    [[ -x "$EDGEWARD" ]] || die "--edgeward $EDGEWARD is not an executable file"
-else
-    EDGEWARD="$REPO_ROOT/target/release/edgeward"
-    if [[ ! -x "$EDGEWARD" ]]; then
-        command -v cargo >/dev/null 2>&1 || die "$EDGEWARD missing and cargo not found"
-        log "$EDGEWARD missing; running cargo build --release"
-        cargo build --release >&2
-        [[ -x "$EDGEWARD" ]] || die "cargo build --release did not produce $EDGEWARD"
-    fi
-fi
+resolve_edgeward "$EDGEWARD"
 
 # ---------------------------------------------------------------- work dir + cleanup
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/edgeward-supervisor-bench.XXXXXX")
-RAW="$WORK/raw"
+make_workdir supervisor-bench
 APP="$WORK/app"
 LOG_DIR="$WORK/logs"
 PROG_LOG="$LOG_DIR/sites/prog.log"
-mkdir -p "$RAW" "$APP" "$LOG_DIR" "$WORK/edgeward"
+mkdir -p "$APP" "$LOG_DIR" "$WORK/edgeward"
 cp "$APP_SRC" "$APP/timed_app.py"
 
 ORIGIN_PID=""   # the plain-address instance of timed_app.py
 EW_PID=""       # the edgeward instance running now, if any
 PROG_PID=""     # the supervised program's PID, once known
-WRK_PID=""      # the wrk run in progress, if any
 MON_PID=""      # the sampler of other heavy processes
-SUCCESS=0
 NOTES=()        # anything that looked wrong; printed in the report
 
 note() { NOTES+=("$*"); log "NOTE: $*"; }
-
 
 # kill_program : the supervised program, if edgeward left it behind
 # (edgeward starts it in a process group of its own: pgid = pid).
@@ -150,28 +126,14 @@ kill_program() {
     fi
 }
 
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    if [[ -n "$WRK_PID" ]]; then
-        kill -TERM "$WRK_PID" 2>/dev/null || true
-        wait "$WRK_PID" 2>/dev/null || true
-    fi
+# Called by bench_cleanup on exit, after the wrk run is stopped.
+bench_stop_extra() {
     if [[ -n "$MON_PID" ]]; then kill "$MON_PID" 2>/dev/null || true; wait "$MON_PID" 2>/dev/null || true; fi
     stop_pid "$EW_PID"        # SIGTERM: edgeward stops its program too
     kill_program
     stop_pid "$ORIGIN_PID"
-    if (( CLEAN && SUCCESS )); then
-        rm -rf "$WORK"
-    elif (( ! SUCCESS )); then
-        log "failed (exit $rc); configs, logs and raw output kept in $WORK"
-    fi
-    exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
+bench_traps
 
 # wait_line FILE REGEX DEADLINE_S : poll until a line of FILE matches; print it
 wait_line() {
@@ -197,15 +159,7 @@ wait_nth() {
 
 # ---------------------------------------------------------------- ports
 # Bind both sockets at once so the ports are distinct, then release them.
-read -r EDGE_PORT ORIGIN_PORT < <(python3 -c '
-import socket
-socks = []
-for _ in range(2):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-')
+read -r EDGE_PORT ORIGIN_PORT < <(free_ports 2)
 [[ -n "${ORIGIN_PORT:-}" ]] || die "could not pick free ports"
 
 # supervisor.port_range: a random 100-port window in 30000-39999 that holds
@@ -378,32 +332,12 @@ mapfile -t OVER_LO < <(awk -F'\t' 'NR > 1 { a = $2 - $3; e = $9 - $10; printf "%
 slept_runs=$(awk -F'\t' 'NR > 1 && $7 != 0 { n++ } END { print n + 0 }' "$COLD")
 
 
-# run_wrk SITE DURATION OUTFILE
-run_wrk() {
-    local site=$1 d=$2 out=$3
-    kill -0 "$EW_PID" 2>/dev/null || die "edgeward (pid $EW_PID) died during the benchmark; see $WORK/edgeward-steady.log"
+# run_wrk_on SITE DURATION OUTFILE
+run_wrk_on() {
     kill -0 "$ORIGIN_PID" 2>/dev/null || die "the origin (pid $ORIGIN_PID) died; see $WORK/origin.log"
-    wrk -t"$WRK_THREADS" -c"$CONNS" -d"${d}s" --latency -H "Host: $site.local" \
-        "http://127.0.0.1:$EDGE_PORT/" </dev/null >"$out" 2>&1 &
-    WRK_PID=$!
-    wait "$WRK_PID" || { WRK_PID=""; cat "$out" >&2; die "wrk failed against $site.local"; }
-    WRK_PID=""
+    run_wrk edgeward-steady "$EW_PID" "$3" -t"$WRK_THREADS" -c"$CONNS" -d"${2}s" --latency \
+        -H "Host: $1.local" "http://127.0.0.1:$EDGE_PORT/"
 }
-
-# parse_wrk FILE -> "rps p50_ms p99_ms errors"
-parse_wrk() {
-    local f=$1 rps p50 p99 errs
-    rps=$(awk '$1 == "Requests/sec:" { print $2 }' "$f")
-    p50=$(awk '$1 == "50%" { print $2; exit }' "$f")
-    p99=$(awk '$1 == "99%" { print $2; exit }' "$f")
-    [[ -n "$rps" && -n "$p50" && -n "$p99" ]] || { cat "$f" >&2; die "could not parse wrk output $f"; }
-    errs=$(awk '
-        /Socket errors:/ { gsub(/,/, ""); n += $4 + $6 + $8 + $10 }
-        /Non-2xx or 3xx responses:/ { n += $NF }
-        END { print n + 0 }' "$f")
-    printf '%s %s %s %s\n' "$rps" "$(to_ms "$p50")" "$(to_ms "$p99")" "$errs"
-}
-
 
 # stats SITE N : SIGUSR1 the site's timed_app.py (its Nth time) and print
 # "connections requests resets" from its answer
@@ -430,7 +364,7 @@ if (( ROUNDS > 0 )); then
     if (( WARMUP > 0 )); then
         for s in "${SITES[@]}"; do
             log "warm-up: $s.local, ${WARMUP}s, -c$CONNS"
-            run_wrk "$s" "$WARMUP" "$RAW/warmup-$s.txt"
+            run_wrk_on "$s" "$WARMUP" "$RAW/warmup-$s.txt"
         done
     fi
     declare -A C0 Q0 X0
@@ -439,8 +373,8 @@ if (( ROUNDS > 0 )); then
         for s in "${SITES[@]}"; do
             out="$RAW/steady-$s-r$r.txt"
             log "measure: round $r/$ROUNDS $s.local (${DURATION}s, -c$CONNS)"
-            run_wrk "$s" "$DURATION" "$out"
-            read -r rps p50 p99 errs < <(parse_wrk "$out")
+            run_wrk_on "$s" "$DURATION" "$out"
+            parsed=$(parse_wrk "$out"); read -r rps p50 p99 errs _ <<<"$parsed"
             RPS[$s]+="$rps "; P50[$s]+="$p50 "; P99[$s]+="$p99 "
             ERRS[$s]=$(( ${ERRS[$s]:-0} + errs ))
         done

@@ -14,9 +14,14 @@
 # Prints median req/s, p50 and p99 per cell and the edgeward/nginx req/s
 # ratio. Needs nginx, libnginx-mod-http-modsecurity, modsecurity-crs, wrk.
 set -euo pipefail
+BENCH_TAG=waf-bench
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+ORIG_PWD=$PWD
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-BENCH_TAG=waf-bench
+REPO_ROOT=$ROOT
+EDGEWARD=""
 DURATION=8
 ROUNDS=2
 CONNS=(1 16)
@@ -24,32 +29,31 @@ PROFILES=(basic strong full)
 WORKERS=1
 while [[ $# -gt 0 ]]; do
     case "$1" in
+        --edgeward) EDGEWARD=$2; shift 2 ;;
         --duration) DURATION=$2; shift 2 ;;
         --rounds) ROUNDS=$2; shift 2 ;;
         --conns) read -r -a CONNS <<<"$2"; shift 2 ;;
         --profiles) read -r -a PROFILES <<<"$2"; shift 2 ;;
         --workers) WORKERS=$2; shift 2 ;;
-        *) echo "usage: $0 [--duration S] [--rounds N] [--conns \"1 16\"] [--profiles \"basic strong full\"] [--workers N]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--edgeward PATH] [--duration S] [--rounds N] [--conns \"1 16\"] [--profiles \"basic strong full\"] [--workers N]" >&2; exit 2 ;;
     esac
 done
-WORK=$(mktemp -d)
-PIDS=()
-# shellcheck source=bench/lib.sh
-source "$ROOT/bench/lib.sh"
-cleanup() {
-    for p in "${PIDS[@]}"; do stop_pid "$p"; done
-    [[ -f "$WORK/nginx/nginx.pid" ]] && kill "$(cat "$WORK/nginx/nginx.pid")" 2>/dev/null || true
-    [[ -f "$WORK/backend/nginx.pid" ]] && kill "$(cat "$WORK/backend/nginx.pid")" 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-for tool in nginx wrk curl; do command -v "$tool" >/dev/null || die "$tool is not installed"; done
+for tool in nginx wrk curl; do have "$tool" || die "$tool is not installed"; done
 [[ -f /usr/lib/nginx/modules/ngx_http_modsecurity_module.so ]] \
     || die "libnginx-mod-http-modsecurity is not installed"
+resolve_edgeward "$EDGEWARD"
+EW=$EDGEWARD
 
-log "building edgeward (release)"
-cargo build --release --quiet
-EW=$ROOT/target/release/edgeward
+make_workdir waf-bench
+CLEAN=1   # the work dir goes after a successful run, stays after a failure
+# The two nginx run as daemons: stopped by their pid files.
+bench_stop_extra() {
+    local d
+    for d in nginx backend; do
+        if [[ -f "$WORK/$d/nginx.pid" ]]; then kill "$(cat "$WORK/$d/nginx.pid")" 2>/dev/null || true; fi
+    done
+}
+bench_traps
 
 read -r -a PORTS < <(free_ports $(( 4 + ${#PROFILES[@]} )))
 BACKEND=${PORTS[0]} EW_PORT=${PORTS[1]} ADMIN_PORT=${PORTS[2]}
@@ -188,22 +192,21 @@ for p in off "${PROFILES[@]}"; do
     done
 done
 
-run() { # proxy profile req conns -> "rps p50 p99 errors"
-    local proxy=$1 p=$2 req=$3 c=$4 url out
-    if [[ $proxy == edgeward ]]; then url="http://127.0.0.1:$EW_PORT"; else url="http://127.0.0.1:${NGX_PORT[$p]}"; fi
-    out=$WORK/wrk.txt
-    BENCH_HOST="$p.bench" wrk -t1 -c"$c" -d"${DURATION}s" --latency -s "$WORK/$req.lua" "$url" >"$out" 2>&1 \
-        || { cat "$out" >&2; die "wrk failed"; }
-    awk '$1 == "Requests/sec:" { rps = $2 } $1 == "50%" && !a { p50 = $2; a = 1 } $1 == "99%" && !b { p99 = $2; b = 1 }
-         /Non-2xx or 3xx responses:/ { e += $NF } /Socket errors:/ { gsub(/,/, ""); e += $4 + $6 + $8 + $10 }
-         END { print rps, p50, p99, e + 0 }' "$out"
+run() { # proxy profile req conns: one wrk run, its output in $WORK/wrk.txt
+    local proxy=$1 p=$2 req=$3 c=$4 url pid
+    if [[ $proxy == edgeward ]]; then
+        url="http://127.0.0.1:$EW_PORT"; pid=$EW_PID
+    else
+        url="http://127.0.0.1:${NGX_PORT[$p]}"; pid=$(cat "$WORK/nginx/nginx.pid")
+    fi
+    BENCH_HOST="$p.bench" run_wrk "$proxy" "$pid" "$WORK/wrk.txt" -t1 -c"$c" -d"${DURATION}s" --latency -s "$WORK/$req.lua" "$url"
 }
 
 declare -A RPS P50 P99 ERR
 log "warm-up"
 for p in off "${PROFILES[@]}"; do
-    BENCH_HOST="$p.bench" wrk -t1 -c16 -d2s -s "$WORK/get.lua" "http://127.0.0.1:$EW_PORT" >/dev/null 2>&1
-    BENCH_HOST="$p.bench" wrk -t1 -c16 -d2s -s "$WORK/get.lua" "http://127.0.0.1:${NGX_PORT[$p]}" >/dev/null 2>&1
+    BENCH_HOST="$p.bench" run_wrk edgeward "$EW_PID" "$WORK/warmup.txt" -t1 -c16 -d2s -s "$WORK/get.lua" "http://127.0.0.1:$EW_PORT"
+    BENCH_HOST="$p.bench" run_wrk nginx "$(cat "$WORK/nginx/nginx.pid")" "$WORK/warmup.txt" -t1 -c16 -d2s -s "$WORK/get.lua" "http://127.0.0.1:${NGX_PORT[$p]}"
 done
 for (( r = 1; r <= ROUNDS; r++ )); do
     for req in get post; do
@@ -211,9 +214,10 @@ for (( r = 1; r <= ROUNDS; r++ )); do
             for p in off "${PROFILES[@]}"; do
                 for proxy in edgeward nginx; do
                     log "round $r: $req c$c $p $proxy"
-                    read -r rps p50 p99 e < <(run "$proxy" "$p" "$req" "$c")
+                    run "$proxy" "$p" "$req" "$c"
+                    parsed=$(parse_wrk "$WORK/wrk.txt"); read -r rps p50 p99 e _ <<<"$parsed"
                     k="$req,$c,$p,$proxy"
-                    RPS[$k]+="$rps "; P50[$k]+="$(to_ms "$p50") "; P99[$k]+="$(to_ms "$p99") "
+                    RPS[$k]+="$rps "; P50[$k]+="$p50 "; P99[$k]+="$p99 "
                     ERR[$k]=$(( ${ERR[$k]:-0} + e ))
                 done
             done
@@ -231,8 +235,10 @@ for req in get post; do
     for c in "${CONNS[@]}"; do
         for p in off "${PROFILES[@]}"; do
             e="$req,$c,$p,edgeward"; n="$req,$c,$p,nginx"
+            # shellcheck disable=SC2086  # intentional word splitting of the value lists
+            er=$(median ${RPS[$e]})
             # shellcheck disable=SC2086
-            er=$(median ${RPS[$e]}); nr=$(median ${RPS[$n]})
+            nr=$(median ${RPS[$n]})
             # shellcheck disable=SC2086
             printf '| %s | %s | %s | %.0f | %.3f | %.3f | %.0f | %.3f | %.3f | %.2f | %s/%s |\n' \
                 "$req" "$c" "$p" "$er" "$(median ${P50[$e]})" "$(median ${P99[$e]})" \
@@ -249,3 +255,4 @@ curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '
     /^edgeward_waf_handoff_seconds_sum/ { hs = $2 } /^edgeward_waf_handoff_seconds_count/ { hc = $2 }
     /^edgeward_waf_engine_seconds_sum/ { es += $2 } /^edgeward_waf_engine_seconds_count/ { ec += $2 }
     END { if (hc > 0) printf "\nedgeward WAF phases: %d; mean engine time %.1f us; mean handoff to the engine threads and back %.1f us per phase (queueing included)\n", hc, es / ec * 1e6, hs / hc * 1e6 }'
+SUCCESS=1

@@ -154,11 +154,7 @@ pub(crate) fn program_from_config(
         (Some(name), group) => match super::resolve_user(name, group.as_deref()) {
             Ok(r) => Some(r),
             Err(why) => {
-                let key = if why.starts_with("group") {
-                    "group"
-                } else {
-                    "user"
-                }; // MERGE: why.key()
+                let key = why.key();
                 sec.error(&[key], format!("upstream.{key}: {why}"));
                 None
             }

@@ -5,6 +5,9 @@
 
 mod config;
 mod output;
+mod sys;
+
+use sys::resolve_user;
 
 use crate::logs::SitesLog;
 use crate::pages::Page;
@@ -137,9 +140,8 @@ pub(crate) static SUPERVISOR: LazyLock<Supervisor> = LazyLock::new(|| Supervisor
 });
 
 fn signal_group(pgid: u32, sig: i32) -> bool {
-    // SAFETY: kill(2) with a negative pid signals a process group; no memory
-    // is involved.
-    unsafe { libc::kill(-(pgid as i32), sig) == 0 }
+    // Refused (false) for pgid 0 and 1: never edgeward's own group.
+    sys::kill_group(pgid, sig).is_ok()
 }
 
 /// Whether the leader is still running (not a zombie waiting to be reaped).
@@ -158,11 +160,9 @@ fn leader_running(pid: u32) -> bool {
 /// does not count.
 fn group_alive(pgid: u32, reap: bool) -> bool {
     if reap {
-        // SAFETY: waitpid with WNOHANG on our own child; no memory is shared.
-        unsafe {
-            let mut status = 0;
-            libc::waitpid(pgid as i32, &mut status, libc::WNOHANG);
-        }
+        // Whether it was reaped or not, the group may have other members:
+        // the kill(0) below says.
+        let _ = sys::reap_nohang(pgid);
     }
     signal_group(pgid, 0)
 }
@@ -176,70 +176,6 @@ fn stop_group_blocking(pgid: u32, grace: Duration) {
         std::thread::sleep(Duration::from_millis(20));
     }
     signal_group(pgid, libc::SIGKILL);
-}
-
-/// Look up a user (and optionally a group) by name or number, with the
-/// user's supplementary groups.
-pub(crate) fn resolve_user(user: &str, group: Option<&str>) -> Result<RunAs, String> {
-    use std::ffi::CString;
-    let cname = CString::new(user).map_err(|_| format!("{user:?} is not a user name"))?;
-    let mut buf = vec![0u8; 16 * 1024];
-    // SAFETY: getpwnam_r/getgrnam_r/getgrouplist write into the buffers we
-    // pass with their sizes; the strings are NUL-terminated CStrings.
-    let (uid, mut gid) = unsafe {
-        let mut pw: libc::passwd = std::mem::zeroed();
-        let mut out: *mut libc::passwd = std::ptr::null_mut();
-        let rc = libc::getpwnam_r(
-            cname.as_ptr(),
-            &mut pw,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut out,
-        );
-        if rc == 0 && !out.is_null() {
-            (pw.pw_uid, pw.pw_gid)
-        } else if let Ok(n) = user.parse::<u32>() {
-            (n, n)
-        } else {
-            return Err(format!("no user {user:?} on this system"));
-        }
-    };
-    if let Some(g) = group {
-        let cg = CString::new(g).map_err(|_| format!("group {g:?} is not a group name"))?;
-        // SAFETY: as above.
-        gid = unsafe {
-            let mut gr: libc::group = std::mem::zeroed();
-            let mut out: *mut libc::group = std::ptr::null_mut();
-            let rc = libc::getgrnam_r(
-                cg.as_ptr(),
-                &mut gr,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut out,
-            );
-            if rc == 0 && !out.is_null() {
-                gr.gr_gid
-            } else if let Ok(n) = g.parse::<u32>() {
-                n
-            } else {
-                return Err(format!("group: no group {g:?} on this system"));
-            }
-        };
-    }
-    let mut groups = vec![0 as libc::gid_t; 256];
-    let mut n = groups.len() as libc::c_int;
-    // SAFETY: `groups` has room for `n` entries.
-    let rc = unsafe { libc::getgrouplist(cname.as_ptr(), gid, groups.as_mut_ptr(), &mut n) };
-    groups.truncate(if rc < 0 { 0 } else { n.max(0) as usize });
-    if !groups.contains(&gid) {
-        groups.push(gid);
-    }
-    Ok(RunAs {
-        name: user.to_string(),
-        uid,
-        gid,
-        groups,
-    })
 }
 
 /// The line given to `/bin/sh -c`. A simple command (one program and its
@@ -518,7 +454,7 @@ impl Program {
             );
             return Err(self.fail(&why, "return code: -"));
         }
-        if spec.user.is_some() && unsafe { libc::geteuid() } != 0 {
+        if spec.user.is_some() && sys::effective_uid() != 0 {
             return Err(self.fail(
                 "upstream.user needs edgeward to run as root",
                 "return code: -",
@@ -546,28 +482,18 @@ impl Program {
         // Its own session (and so its own process group, pgid = pid): the
         // whole group is signalled on stop, and the scheduler treats it as a
         // separate task group rather than a share of edgeward's CPU.
-        // SAFETY: setsid is async-signal-safe.
+        // SAFETY: the closure runs in the forked child before exec; it only
+        // calls setsid (sys::new_session), which is async-signal-safe and
+        // allocates nothing.
         unsafe {
-            cmd.pre_exec(|| {
-                if libc::setsid() < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
+            cmd.pre_exec(sys::new_session);
         }
         if let Some(n) = spec.max_open_files {
-            // SAFETY: setrlimit is async-signal-safe; `lim` is a plain value.
+            // SAFETY: the closure runs in the forked child before exec; it only
+            // calls setrlimit (sys::set_open_files_limit), which is
+            // async-signal-safe and allocates nothing; `n` is a plain value.
             unsafe {
-                cmd.pre_exec(move || {
-                    let lim = libc::rlimit {
-                        rlim_cur: n as libc::rlim_t,
-                        rlim_max: n as libc::rlim_t,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
+                cmd.pre_exec(move || sys::set_open_files_limit(n));
             }
         }
         if let Some(u) = &spec.user {
@@ -575,17 +501,16 @@ impl Program {
             // Groups first, then the gid, then the uid (after which nothing
             // privileged is possible any more). std's uid()/gid() would run
             // before our closures and leave no way to set the groups.
-            // SAFETY: setgroups/setgid/setuid are async-signal-safe; `groups`
-            // was allocated before fork and is only read.
+            // SAFETY: the closure runs in the forked child before exec; it only
+            // calls setgroups/setgid/setuid (sys::set_groups/set_gid/set_uid),
+            // which are async-signal-safe and allocate nothing (`?` passes
+            // the io::Error on as is); `groups` was allocated before fork and
+            // is only read.
             unsafe {
                 cmd.pre_exec(move || {
-                    if libc::setgroups(groups.len(), groups.as_ptr()) != 0
-                        || libc::setgid(gid) != 0
-                        || libc::setuid(uid) != 0
-                    {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
+                    sys::set_groups(&groups)?;
+                    sys::set_gid(gid)?;
+                    sys::set_uid(uid)
                 });
             }
         }
@@ -596,7 +521,13 @@ impl Program {
                 return Err(self.fail(&e.to_string(), "return code: -"));
             }
         };
-        let pid = child.id().unwrap_or(0);
+        // Its pid is its process group id (its own session). No id means it
+        // was already reaped: there is nothing to watch or signal (a 0 taken
+        // for a pgid would be edgeward's own group).
+        let Some(pid) = child.id() else {
+            SUPERVISOR.release_port(port);
+            return Err(self.fail("exited before it could be watched", "return code: -"));
+        };
         *self.pgid.lock().unwrap_or_else(|e| e.into_inner()) = Some(pid);
         for (stream, prefix) in [
             (

@@ -3,17 +3,10 @@
 //! transaction per request, feed it the request headers then the body, read
 //! the verdict and the matched rules.
 
-use std::fmt;
-
 /// An engine failure on one request (the WAF then fails closed).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
 pub(crate) struct EngineError(pub String);
-
-impl fmt::Display for EngineError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// What the engine decided after a phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
