@@ -121,7 +121,10 @@ enum SiteWafError {
     #[error("profile: unknown profile {name:?}; expected one of: {known}")]
     UnknownProfile { name: String, known: String },
     #[error("profile {name}: {why}")]
-    Compile { name: String, why: String },
+    Compile {
+        name: String,
+        why: profile::ProfileError,
+    },
 }
 
 /// Build a site's WAF: `Ok(None)` when its profile inspects nothing.
