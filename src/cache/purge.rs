@@ -106,25 +106,16 @@ pub(crate) async fn purge(
             return Ok(400);
         }
     };
-    if !site.enabled && STORE.get().is_none() {
-        pages::respond_text(
-            session,
-            404,
-            "0 entries purged: nothing matched\n",
-            request_id,
-        )
-        .await?;
-        return Ok(404);
-    }
-    match store(settings).purge_urls(&site.id, &m).await {
+    // A site without the cache, and no storage yet: nothing can match.
+    let purged = if !site.enabled && STORE.get().is_none() {
+        Ok(0)
+    } else {
+        store(settings).purge_urls(&site.id, &m).await
+    };
+    match purged {
         Ok(0) => {
-            pages::respond_text(
-                session,
-                404,
-                "0 entries purged: nothing matched\n",
-                request_id,
-            )
-            .await?;
+            let text = "0 entries purged: nothing matched\n";
+            pages::respond_text(session, 404, text, request_id).await?;
             Ok(404)
         }
         Ok(n) => {
