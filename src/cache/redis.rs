@@ -393,6 +393,10 @@ impl Storage for RedisStore {
                     .await
             })
             .await;
+        // As in `RedisMiss::finish`: the near copy holds the old header.
+        if let Some(near) = &self.near {
+            near.forget([ek.as_str()]);
+        }
         Ok(updated == Some(1))
     }
 
@@ -608,6 +612,12 @@ impl HandleMiss for RedisMiss {
             .await;
         if written.is_some() {
             metrics::CACHE_STORED.with_label_values(&["redis"]).inc();
+        }
+        // This instance's near copy of the entry just overwritten goes now,
+        // not when Redis's invalidation push arrives (a request right after
+        // a refetch must see the new response).
+        if let Some(near) = &store.near {
+            near.forget([ek.as_str()]);
         }
         Ok(MissFinishType::Created(self.body.len()))
     }
