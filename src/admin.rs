@@ -9,12 +9,12 @@ use pingora::protocols::http::ServerSession;
 use pingora_prometheus::prometheus::{Encoder, TextEncoder};
 use std::sync::Arc;
 
-pub struct AdminApp {
+pub(crate) struct AdminApp {
     live: Arc<Live>,
 }
 
 impl AdminApp {
-    pub fn new(live: Arc<Live>) -> AdminApp {
+    pub(crate) fn new(live: Arc<Live>) -> AdminApp {
         AdminApp { live }
     }
 }

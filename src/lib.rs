@@ -1,28 +1,39 @@
 //! edgeward: the HTTP front door of a multi-tenant web host, on Pingora.
+//! `docs/architecture.md` is the map; in short, each module owns one concern
+//! and `proxy` only delegates:
 //!
-//! Module map (each owns one concern; `proxy` only delegates):
-//! - [`config`]: the YAML file, its validation, the runtime configuration
-//! - [`live`]: the live configuration behind an `ArcSwap`, reloads
-//! - [`proxy`]: the `ProxyHttp` implementation
-//! - [`upstream`]: upstream peers and failure classification
-//! - [`cache`]: the HTTP cache (today: PURGE is answered, never proxied)
-//! - [`pages`]: edgeward's own error pages
-//! - [`logs`]: access logs and the sites log, written by one writer thread
-//! - [`admin`]: `/metrics` and `/health`
-//! - [`supervisor`]: tenants' upstream programs, started on demand
-//! - [`server`]: process assembly and signals
+//! - `config`: the file as plain validated data with positions; imports no
+//!   capability
+//! - `sites`: assembles the runtime configuration (sites, routing) from the
+//!   capabilities' parts
+//! - `live`: the live configuration behind an `ArcSwap`, reloads
+//! - `proxy`: the one `ProxyHttp`, the list of phases
+//! - `request`: request checks, host, client address (X-Forwarded-For)
+//! - `upstream`: a site's upstream, peers, retries, failure classes
+//! - `supervisor`: tenants' programs, started on demand
+//! - `waf`: the Web Application Firewall (libmodsecurity + CRS)
+//! - `cache`: the HTTP cache (pingora-cache, memory or Redis)
+//! - `logs`: access logs and the sites log, written by one writer thread
+//! - `pages`: edgeward's own responses
+//! - `admin`, `metrics`: `/metrics` and `/health`
+//! - `server`: process assembly and signals
+//!
+//! The library exists for the binary (`main.rs`, through [`cli`]) and for
+//! the benchmarks (`logs`).
 
-pub mod admin;
-pub mod cache;
-pub mod config;
-pub mod live;
+mod admin;
+mod cache;
+pub mod cli;
+mod config;
+mod live;
 pub mod logs;
-pub mod metrics;
-pub mod net;
-pub mod pages;
-pub mod proxy;
-pub mod request_id;
-pub mod server;
-pub mod supervisor;
-pub mod upstream;
-pub mod waf;
+mod metrics;
+mod pages;
+mod proxy;
+mod request;
+mod request_id;
+mod server;
+mod sites;
+mod supervisor;
+mod upstream;
+mod waf;

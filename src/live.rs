@@ -2,21 +2,22 @@
 //! takes a snapshot when it starts and keeps it to its end; a reload builds
 //! and validates a whole new `Config` off the request path, then swaps.
 
-use crate::config::{self, Config, ConfigErrors};
+use crate::config::ConfigErrors;
 use crate::metrics;
+use crate::sites::{self, Config};
 use arc_swap::ArcSwap;
 use log::{error, info, warn};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-pub struct Live {
+pub(crate) struct Live {
     current: ArcSwap<Config>,
     path: PathBuf,
     reload_lock: Mutex<()>,
 }
 
 impl Live {
-    pub fn new(path: PathBuf, config: Config) -> Live {
+    pub(crate) fn new(path: PathBuf, config: Config) -> Live {
         metrics::SITES.set(config.sites.len() as i64);
         Live {
             current: ArcSwap::from_pointee(config),
@@ -26,7 +27,7 @@ impl Live {
     }
 
     /// The configuration a new request uses until it ends.
-    pub fn snapshot(&self) -> Arc<Config> {
+    pub(crate) fn snapshot(&self) -> Arc<Config> {
         self.current.load_full()
     }
 
@@ -34,9 +35,9 @@ impl Live {
     /// that starts from now on; on any error the old one stays, the errors are
     /// logged (file:line:col) and counted. Blocking: call it off the proxy's
     /// worker threads.
-    pub fn reload(&self) -> Result<Arc<Config>, ConfigErrors> {
+    pub(crate) fn reload(&self) -> Result<Arc<Config>, ConfigErrors> {
         let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
-        match config::load(&self.path) {
+        match sites::load(&self.path) {
             Ok(new) => {
                 let old = self.current.load();
                 warn_static_changes(&old, &new);
@@ -46,7 +47,7 @@ impl Live {
                 // New files for new sites, removed sites' files closed.
                 crate::logs::reopen();
                 // Programs of removed or changed sites are stopped.
-                crate::supervisor::SUPERVISOR.apply(&new);
+                crate::supervisor::SUPERVISOR.apply(&new.supervisor, new.programs());
                 metrics::RELOADS.with_label_values(&["success"]).inc();
                 info!(
                     "configuration reloaded from {}: {} site(s)",
@@ -95,15 +96,15 @@ fn warn_static_changes(old: &Config, new: &Config) {
 }
 
 /// Counts a request as in flight for as long as it lives.
-pub struct InFlight(());
+pub(crate) struct InFlight(());
 
 impl InFlight {
-    pub fn enter() -> InFlight {
+    pub(crate) fn enter() -> InFlight {
         metrics::IN_FLIGHT.inc();
         InFlight(())
     }
 
-    pub fn count() -> i64 {
+    pub(crate) fn count() -> i64 {
         metrics::IN_FLIGHT.get()
     }
 }

@@ -40,44 +40,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     match cli.command {
-        Command::Check { config } => match edgeward::config::load(&config) {
-            Ok(c) => {
-                let accounts: std::collections::BTreeSet<&str> =
-                    c.sites.iter().map(|s| s.account.as_str()).collect();
-                println!(
-                    "{}: configuration is valid ({} site(s) in {} account(s))",
-                    config.display(),
-                    c.sites.len(),
-                    accounts.len()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(errors) => {
-                eprintln!("{errors}");
-                eprintln!(
-                    "{}: {} error(s); configuration is invalid",
-                    config.display(),
-                    errors.0.len()
-                );
-                ExitCode::FAILURE
-            }
-        },
-        Command::Run { config: path } => {
-            let config = match edgeward::config::load(&path) {
-                Ok(c) => c,
-                Err(errors) => {
-                    eprintln!("{errors}");
-                    eprintln!("edgeward: not started: the configuration is invalid");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match edgeward::server::run(path, config) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("edgeward: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Command::Check { config } => edgeward::cli::check(&config),
+        Command::Run { config } => edgeward::cli::run(&config),
     }
 }

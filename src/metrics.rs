@@ -2,10 +2,10 @@
 //! Per-site handles are resolved once per configuration load and kept in the
 //! `Site`, so the request path does no label lookups.
 
-use once_cell::sync::Lazy;
 use pingora_prometheus::prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
 };
+use std::sync::LazyLock;
 
 /// Metrics live in the prometheus crate's default registry, which
 /// `GET /metrics` gathers.
@@ -16,7 +16,7 @@ fn register<C: pingora_prometheus::prometheus::core::Collector + Clone + 'static
     c
 }
 
-pub static REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
+pub(crate) static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(
             Opts::new(
@@ -29,7 +29,7 @@ pub static REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
     )
 });
 
-pub static UPSTREAM_SECONDS: Lazy<HistogramVec> = Lazy::new(|| {
+pub(crate) static UPSTREAM_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     register(
         HistogramVec::new(
             HistogramOpts::new(
@@ -46,7 +46,7 @@ pub static UPSTREAM_SECONDS: Lazy<HistogramVec> = Lazy::new(|| {
     )
 });
 
-pub static UPSTREAM_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
+pub(crate) static UPSTREAM_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(
             Opts::new(
@@ -59,7 +59,7 @@ pub static UPSTREAM_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
     )
 });
 
-pub static RELOADS: Lazy<IntCounterVec> = Lazy::new(|| {
+pub(crate) static RELOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(
             Opts::new(
@@ -72,7 +72,7 @@ pub static RELOADS: Lazy<IntCounterVec> = Lazy::new(|| {
     )
 });
 
-pub static IN_FLIGHT: Lazy<IntGauge> = Lazy::new(|| {
+pub(crate) static IN_FLIGHT: LazyLock<IntGauge> = LazyLock::new(|| {
     register(
         IntGauge::new(
             "edgeward_requests_in_flight",
@@ -82,7 +82,7 @@ pub static IN_FLIGHT: Lazy<IntGauge> = Lazy::new(|| {
     )
 });
 
-pub static LOG_DROPPED: Lazy<IntCounter> = Lazy::new(|| {
+pub(crate) static LOG_DROPPED: LazyLock<IntCounter> = LazyLock::new(|| {
     register(
         IntCounter::new(
             "edgeward_log_dropped_lines_total",
@@ -92,7 +92,7 @@ pub static LOG_DROPPED: Lazy<IntCounter> = Lazy::new(|| {
     )
 });
 
-pub static LOG_WRITE_ERRORS: Lazy<IntCounter> = Lazy::new(|| {
+pub(crate) static LOG_WRITE_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
     register(
         IntCounter::new(
             "edgeward_log_write_errors_total",
@@ -102,13 +102,13 @@ pub static LOG_WRITE_ERRORS: Lazy<IntCounter> = Lazy::new(|| {
     )
 });
 
-pub static SITES: Lazy<IntGauge> = Lazy::new(|| {
+pub(crate) static SITES: LazyLock<IntGauge> = LazyLock::new(|| {
     register(
         IntGauge::new("edgeward_sites", "Sites in the live configuration.").expect("valid metric"),
     )
 });
 
-pub static WAF_REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
+pub(crate) static WAF_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(
             Opts::new(
@@ -121,7 +121,7 @@ pub static WAF_REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
     )
 });
 
-pub static WAF_ENGINE_SECONDS: Lazy<HistogramVec> = Lazy::new(|| {
+pub(crate) static WAF_ENGINE_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     register(
         HistogramVec::new(
             HistogramOpts::new(
@@ -138,7 +138,7 @@ pub static WAF_ENGINE_SECONDS: Lazy<HistogramVec> = Lazy::new(|| {
     )
 });
 
-pub static WAF_HANDOFF_SECONDS: Lazy<Histogram> = Lazy::new(|| {
+pub(crate) static WAF_HANDOFF_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     register(
         Histogram::with_opts(
             HistogramOpts::new(
@@ -154,7 +154,7 @@ pub static WAF_HANDOFF_SECONDS: Lazy<Histogram> = Lazy::new(|| {
     )
 });
 
-pub static CACHE_REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
+pub(crate) static CACHE_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(
             Opts::new(
@@ -167,7 +167,7 @@ pub static CACHE_REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
     )
 });
 
-pub static CACHE_STORED: Lazy<IntCounterVec> = Lazy::new(|| {
+pub(crate) static CACHE_STORED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(
             Opts::new(
@@ -180,7 +180,7 @@ pub static CACHE_STORED: Lazy<IntCounterVec> = Lazy::new(|| {
     )
 });
 
-pub static CACHE_STORAGE_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
+pub(crate) static CACHE_STORAGE_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(
             Opts::new(
@@ -193,7 +193,7 @@ pub static CACHE_STORAGE_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
     )
 });
 
-pub static CACHE_EVICTIONS: Lazy<IntCounter> = Lazy::new(|| {
+pub(crate) static CACHE_EVICTIONS: LazyLock<IntCounter> = LazyLock::new(|| {
     register(
         IntCounter::new(
             "edgeward_cache_evictions_total",
@@ -203,7 +203,7 @@ pub static CACHE_EVICTIONS: Lazy<IntCounter> = Lazy::new(|| {
     )
 });
 
-pub static CACHE_NEAR_HITS: Lazy<IntCounter> = Lazy::new(|| {
+pub(crate) static CACHE_NEAR_HITS: LazyLock<IntCounter> = LazyLock::new(|| {
     register(
         IntCounter::new(
             "edgeward_cache_redis_local_hits_total",
@@ -214,40 +214,40 @@ pub static CACHE_NEAR_HITS: Lazy<IntCounter> = Lazy::new(|| {
 });
 
 /// Touch every metric so that all of them appear from the first scrape.
-pub fn init() {
-    Lazy::force(&REQUESTS);
-    Lazy::force(&UPSTREAM_SECONDS);
-    Lazy::force(&UPSTREAM_ERRORS);
+pub(crate) fn init() {
+    LazyLock::force(&REQUESTS);
+    LazyLock::force(&UPSTREAM_SECONDS);
+    LazyLock::force(&UPSTREAM_ERRORS);
     for r in ["success", "failure"] {
         RELOADS.with_label_values(&[r]);
     }
-    Lazy::force(&IN_FLIGHT);
-    Lazy::force(&SITES);
-    Lazy::force(&LOG_DROPPED);
-    Lazy::force(&LOG_WRITE_ERRORS);
-    Lazy::force(&CACHE_REQUESTS);
-    Lazy::force(&CACHE_STORED);
-    Lazy::force(&CACHE_STORAGE_ERRORS);
-    Lazy::force(&CACHE_EVICTIONS);
-    Lazy::force(&CACHE_NEAR_HITS);
-    Lazy::force(&WAF_REQUESTS);
+    LazyLock::force(&IN_FLIGHT);
+    LazyLock::force(&SITES);
+    LazyLock::force(&LOG_DROPPED);
+    LazyLock::force(&LOG_WRITE_ERRORS);
+    LazyLock::force(&CACHE_REQUESTS);
+    LazyLock::force(&CACHE_STORED);
+    LazyLock::force(&CACHE_STORAGE_ERRORS);
+    LazyLock::force(&CACHE_EVICTIONS);
+    LazyLock::force(&CACHE_NEAR_HITS);
+    LazyLock::force(&WAF_REQUESTS);
     for p in ["headers", "body"] {
         WAF_ENGINE_SECONDS.with_label_values(&[p]);
     }
-    Lazy::force(&WAF_HANDOFF_SECONDS);
+    LazyLock::force(&WAF_HANDOFF_SECONDS);
 }
 
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 
 /// One site's metric handles.
 #[derive(Debug, Clone)]
-pub struct SiteMetrics {
+pub(crate) struct SiteMetrics {
     requests: [IntCounter; 6],
-    pub upstream_seconds: Histogram,
+    pub(crate) upstream_seconds: Histogram,
 }
 
 impl SiteMetrics {
-    pub fn new(site: &str) -> SiteMetrics {
+    pub(crate) fn new(site: &str) -> SiteMetrics {
         SiteMetrics {
             requests: CLASSES.map(|c| REQUESTS.with_label_values(&[site, c])),
             upstream_seconds: UPSTREAM_SECONDS.with_label_values(&[site]),
@@ -255,7 +255,7 @@ impl SiteMetrics {
     }
 
     /// Count one answered request with its status (0 = no response was sent).
-    pub fn count(&self, status: u16) {
+    pub(crate) fn count(&self, status: u16) {
         let class = match status {
             100..=599 => (status / 100 - 1) as usize,
             _ => 5,
@@ -265,4 +265,4 @@ impl SiteMetrics {
 }
 
 /// Metrics of requests that matched no site.
-pub static UNMATCHED: Lazy<SiteMetrics> = Lazy::new(|| SiteMetrics::new("-"));
+pub(crate) static UNMATCHED: LazyLock<SiteMetrics> = LazyLock::new(|| SiteMetrics::new("-"));

@@ -13,8 +13,38 @@ fn reason(status: u16) -> &'static str {
         .unwrap_or("Error")
 }
 
+/// One of edgeward's own answers: the status, the sentence shown on the
+/// page (edgeward's own text, never client input), extra header fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Page {
+    pub(crate) status: u16,
+    pub(crate) detail: &'static str,
+    pub(crate) extra: Vec<(&'static str, String)>,
+}
+
+impl Page {
+    pub(crate) fn new(status: u16, detail: &'static str) -> Page {
+        Page {
+            status,
+            detail,
+            extra: Vec::new(),
+        }
+    }
+
+    /// The page with one more header field (e.g. `Retry-After`).
+    pub(crate) fn with(mut self, name: &'static str, value: String) -> Page {
+        self.extra.push((name, value));
+        self
+    }
+
+    /// Send it as the response to `session`.
+    pub(crate) async fn send(&self, session: &mut Session, request_id: &str) -> Result<()> {
+        respond_with(session, self.status, self.detail, request_id, &self.extra).await
+    }
+}
+
 /// The page body. `detail` is edgeward's own text, never client input.
-pub fn body(status: u16, detail: &str, request_id: &str) -> Bytes {
+fn body(status: u16, detail: &str, request_id: &str) -> Bytes {
     let title = format!("{status} {}", reason(status));
     Bytes::from(format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title></head>\
@@ -24,7 +54,7 @@ pub fn body(status: u16, detail: &str, request_id: &str) -> Bytes {
 }
 
 /// Send a complete page as the response to `session`.
-pub async fn respond(
+pub(crate) async fn respond(
     session: &mut Session,
     status: u16,
     detail: &str,
@@ -34,7 +64,7 @@ pub async fn respond(
 }
 
 /// Like `respond`, with extra headers (e.g. `Retry-After`).
-pub async fn respond_with(
+pub(crate) async fn respond_with(
     session: &mut Session,
     status: u16,
     detail: &str,
@@ -47,7 +77,7 @@ pub async fn respond_with(
 }
 
 /// Send a plain-text answer (for machine clients, e.g. PURGE).
-pub async fn respond_text(
+pub(crate) async fn respond_text(
     session: &mut Session,
     status: u16,
     text: &str,

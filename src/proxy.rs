@@ -1,9 +1,13 @@
-//! The one `ProxyHttp` implementation. It stays thin: each phase asks the
-//! module that owns the concern (config/routing, upstream, pages, metrics).
+//! The one `ProxyHttp` implementation: the list of phases. Each phase is
+//! one call into the module that owns it (`request`, `cache`, `waf`,
+//! `supervisor`, `upstream`, `logs`, `pages`); the hook contracts are
+//! Pingora's (`pingora-proxy/src/proxy_trait.rs`).
 
-use crate::config::{Config, Site, UpstreamTarget, normalize_host};
 use crate::live::{InFlight, Live};
-use crate::{cache, logs, metrics, net, pages, request_id, supervisor, upstream, waf};
+use crate::pages::Page;
+use crate::sites::{Config, Site};
+use crate::upstream::UpstreamTarget;
+use crate::{cache, logs, metrics, request, request_id, supervisor, upstream, waf};
 use async_trait::async_trait;
 use log::warn;
 use pingora::cache::key::HashBinary;
@@ -17,26 +21,26 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-pub struct EdgeProxy {
+pub(crate) struct EdgeProxy {
     live: Arc<Live>,
 }
 
 impl EdgeProxy {
-    pub fn new(live: Arc<Live>) -> EdgeProxy {
+    pub(crate) fn new(live: Arc<Live>) -> EdgeProxy {
         EdgeProxy { live }
     }
 }
 
 /// Per-request state. `config` is the snapshot the request keeps to its end.
-pub struct RequestCtx {
-    pub config: Arc<Config>,
-    pub site: Option<Arc<Site>>,
-    pub request_id: String,
+pub(crate) struct RequestCtx {
+    config: Arc<Config>,
+    site: Option<Arc<Site>>,
+    request_id: String,
     /// Normalized host the request was routed by.
-    pub host: Option<String>,
-    pub peer_ip: Option<IpAddr>,
-    /// The client as defined for logs and the WAF (see `net::client_ip`).
-    pub client_ip: Option<IpAddr>,
+    host: Option<String>,
+    peer_ip: Option<IpAddr>,
+    /// The client as defined for logs and the WAF (see `request::client_ip`).
+    client_ip: Option<IpAddr>,
     started_at: SystemTime,
     started: Instant,
     upstream_started: Option<Instant>,
@@ -58,6 +62,15 @@ pub struct RequestCtx {
     _in_flight: InFlight,
 }
 
+impl RequestCtx {
+    /// Answer with one of edgeward's own pages; `request_filter` is done.
+    async fn answer(&mut self, session: &mut Session, page: Page) -> Result<bool> {
+        self.own_status = page.status;
+        page.send(session, &self.request_id).await?;
+        Ok(true)
+    }
+}
+
 fn protocol_name(v: http::Version) -> &'static str {
     match v {
         http::Version::HTTP_09 => "HTTP/0.9",
@@ -67,92 +80,6 @@ fn protocol_name(v: http::Version) -> &'static str {
         http::Version::HTTP_3 => "HTTP/3.0",
         _ => "-",
     }
-}
-
-/// The page for a program that could not be started.
-fn start_error_page(
-    e: &supervisor::StartError,
-) -> (u16, &'static str, Vec<(&'static str, String)>) {
-    use supervisor::StartError::*;
-    match e {
-        Busy => (
-            503,
-            "The site's application is starting; too many requests are waiting for it.",
-            vec![("retry-after", "1".to_string())],
-        ),
-        Backoff(d) => (
-            503,
-            "The site's application keeps crashing; edgeward will try to start it again shortly.",
-            vec![("retry-after", d.as_secs().max(1).to_string())],
-        ),
-        Failed(_) => (502, "The site's application failed to start.", Vec::new()),
-        Timeout => (
-            504,
-            "The site's application did not start in time.",
-            Vec::new(),
-        ),
-    }
-}
-
-/// The status to answer with, if the WAF stops the request.
-fn waf_status(d: waf::Decision) -> Option<u16> {
-    match d {
-        waf::Decision::Pass => None,
-        waf::Decision::Block(status) => Some(status),
-        waf::Decision::Error => Some(500),
-    }
-}
-
-async fn waf_page(session: &mut Session, status: u16, request_id: &str) -> Result<()> {
-    let text = if status == 500 {
-        "The request could not be checked by the site's web application firewall."
-    } else {
-        "This request was blocked by the site's web application firewall."
-    };
-    pages::respond(session, status, text, request_id).await
-}
-
-/// What is wrong with a request Pingora accepted but no origin server
-/// should see (RFC 9112 sections 3.2 and 3.2.2; what nginx refuses too).
-fn malformed(req: &RequestHeader) -> Option<&'static str> {
-    let target = req.raw_path();
-    let absolute = target.iter().position(|&b| b == b':').is_some_and(|i| {
-        i > 0
-            && target[..i]
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
-            && target[i..].starts_with(b"://")
-    });
-    let origin = target.first() == Some(&b'/');
-    let asterisk = target == b"*" && req.method == http::Method::OPTIONS;
-    if !(origin || absolute || asterisk || req.method == http::Method::CONNECT) {
-        return Some("The request target must be a path starting with '/'.");
-    }
-    if req.version == http::Version::HTTP_11 {
-        let mut hosts = req.headers.get_all(http::header::HOST).iter();
-        match (hosts.next(), hosts.next()) {
-            (None, _) if !absolute => {
-                return Some("An HTTP/1.1 request must carry a Host header.");
-            }
-            (Some(_), Some(_)) => return Some("The request carries more than one Host header."),
-            (Some(h), None) if h.as_bytes().iter().all(|b| b.is_ascii_whitespace()) => {
-                return Some("The request's Host header is empty.");
-            }
-            _ => {}
-        }
-    }
-    None
-}
-
-/// The host a request is for: `:authority` / absolute-form authority, else `Host`.
-fn request_host(req: &RequestHeader) -> Option<String> {
-    if let Some(a) = req.uri.authority() {
-        return normalize_host(a.as_str());
-    }
-    req.headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .and_then(normalize_host)
 }
 
 #[async_trait]
@@ -189,105 +116,75 @@ impl ProxyHttp for EdgeProxy {
         let req = session.req_header();
         ctx.request_id =
             request_id::for_request(req.headers.get(request_id::HEADER).map(|v| v.as_bytes()));
-        if let Some(why) = malformed(req) {
-            ctx.own_status = 400;
-            pages::respond(session, 400, why, &ctx.request_id).await?;
-            return Ok(true);
-        }
-        let req = session.req_header();
-        ctx.host = request_host(req);
-        ctx.peer_ip = session
+        let peer = session
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        let req = session.req_header();
-        let xff: Vec<&[u8]> = if ctx.config.trusted_proxies.is_empty() {
-            Vec::new()
-        } else {
-            req.headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .map(|v| v.as_bytes())
-                .collect()
+        let front = match request::front(req, peer, &ctx.config.trusted_proxies) {
+            Ok(front) => front,
+            Err(why) => return ctx.answer(session, Page::new(400, why)).await,
         };
-        ctx.client_ip = net::client_ip(ctx.peer_ip, &xff, &ctx.config.trusted_proxies);
-        match ctx.config.site_for_host(ctx.host.as_deref()) {
-            Some(site) => {
-                ctx.site = Some(site.clone());
-                if cache::is_purge(session) {
-                    ctx.own_status = cache::purge(
-                        session,
-                        &ctx.config,
-                        site,
-                        ctx.host.as_deref(),
-                        &ctx.request_id,
-                    )
-                    .await?;
-                    return Ok(true);
-                }
-                if let Some(w) = &site.waf
-                    && let Some((inspection, decision)) =
-                        waf::Inspection::start(w, session, &ctx.request_id, ctx.client_ip).await
-                {
-                    ctx.waf = Some(inspection);
-                    if let Some(status) = waf_status(decision) {
-                        ctx.own_status = status;
-                        waf_page(session, status, &ctx.request_id).await?;
-                        return Ok(true);
-                    }
-                }
-                if cache::serve_fresh_hit(
-                    session,
-                    &ctx.config,
-                    site,
-                    ctx.host.as_deref(),
-                    &ctx.request_id,
-                    &mut ctx.cache,
-                )
-                .await?
-                {
-                    return Ok(true);
-                }
-                if let UpstreamTarget::Program(spec) = &site.upstream.target {
-                    match supervisor::SUPERVISOR.lease(site, spec).await {
-                        Ok(lease) => ctx.lease = Some(lease),
-                        Err(e) => {
-                            let (status, page, extra) = start_error_page(&e);
-                            ctx.own_status = status;
-                            pages::respond_with(session, status, page, &ctx.request_id, &extra)
-                                .await?;
-                            return Ok(true);
-                        }
-                    }
-                }
-                Ok(false)
-            }
-            None => {
-                ctx.own_status = 404;
-                pages::respond(
-                    session,
-                    404,
-                    "No site is configured for this host name.",
-                    &ctx.request_id,
-                )
-                .await?;
-                Ok(true)
+        (ctx.host, ctx.peer_ip, ctx.client_ip) = (front.host, front.peer_ip, front.client_ip);
+        let Some(site) = ctx.config.site_for_host(ctx.host.as_deref()).cloned() else {
+            let page = Page::new(404, "No site is configured for this host name.");
+            return ctx.answer(session, page).await;
+        };
+        ctx.site = Some(site.clone());
+        if cache::is_purge(session) {
+            let host = ctx.host.as_deref();
+            ctx.own_status = cache::purge(
+                session,
+                &ctx.config.cache,
+                &site.cache,
+                host,
+                &ctx.request_id,
+            )
+            .await?;
+            return Ok(true);
+        }
+        if let Some(w) = &site.waf
+            && let Some((inspection, decision)) =
+                waf::Inspection::start(w, session, &ctx.request_id, ctx.client_ip).await
+        {
+            ctx.waf = Some(inspection);
+            if let Some(status) = decision.stop() {
+                return ctx.answer(session, waf::block_page(status)).await;
             }
         }
+        let (cache, host) = (&ctx.config.cache, ctx.host.as_deref());
+        if cache::serve_fresh_hit(
+            session,
+            cache,
+            &site.cache,
+            host,
+            &ctx.request_id,
+            &mut ctx.cache,
+        )
+        .await?
+        {
+            return Ok(true);
+        }
+        if let UpstreamTarget::Program(spec) = &site.upstream.target {
+            match supervisor::SUPERVISOR
+                .lease(&site.id, &site.sites_log, spec)
+                .await
+            {
+                Ok(lease) => ctx.lease = Some(lease),
+                Err(e) => return ctx.answer(session, e.page()).await,
+            }
+        }
+        Ok(false)
     }
 
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
-        cache::request_cache_filter(session, &ctx.config, ctx.site.as_deref(), &mut ctx.cache);
+        let site = ctx.site.as_deref().map(|s| &s.cache);
+        cache::request_cache_filter(session, &ctx.config.cache, site, &mut ctx.cache);
         Ok(())
     }
 
     fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
-        cache::cache_key(
-            session,
-            ctx.site.as_deref(),
-            ctx.host.as_deref(),
-            &mut ctx.cache,
-        )
+        let site = ctx.site.as_deref().map(|s| &s.cache);
+        cache::cache_key(session, site, ctx.host.as_deref(), &mut ctx.cache)
     }
 
     async fn cache_hit_filter(
@@ -319,10 +216,11 @@ impl ProxyHttp for EdgeProxy {
         resp: &ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<RespCacheable> {
+        let site = ctx.site.as_deref().map(|s| &s.cache);
         Ok(cache::response_cache_filter(
             session,
             resp,
-            ctx.site.as_deref(),
+            site,
             &mut ctx.cache,
         ))
     }
@@ -353,7 +251,7 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if let Some(inspection) = ctx.waf.as_mut()
-            && let Some(status) = waf_status(inspection.body(body, end_of_stream).await)
+            && let Some(status) = inspection.body(body, end_of_stream).await.stop()
         {
             // fail_to_proxy answers with the block page.
             ctx.waf_status = status;
@@ -408,24 +306,14 @@ impl ProxyHttp for EdgeProxy {
 
     async fn upstream_request_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         req: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         // X-Forwarded-For: append the socket peer to what the client sent.
-        if let Some(ip) = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip())
-        {
-            let mut xff = String::new();
-            for v in req.headers.get_all("x-forwarded-for") {
-                if let Ok(v) = v.to_str() {
-                    xff.push_str(v);
-                    xff.push_str(", ");
-                }
-            }
-            xff.push_str(&ip.to_string());
+        if let Some(peer) = ctx.peer_ip {
+            let sent = req.headers.get_all("x-forwarded-for");
+            let xff = request::forwarded_for(sent.iter().map(|v| v.as_bytes()), peer);
             req.insert_header("x-forwarded-for", xff)?;
         }
         req.insert_header("x-forwarded-proto", "http")?;
@@ -460,11 +348,12 @@ impl ProxyHttp for EdgeProxy {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        let site = ctx.site.as_deref().map(|s| &s.cache);
         cache::response_filter(
             session,
             resp,
-            &ctx.config,
-            ctx.site.as_deref(),
+            &ctx.config.cache,
+            site,
             ctx.host.as_deref(),
             &ctx.cache,
         )
@@ -493,7 +382,7 @@ impl ProxyHttp for EdgeProxy {
             let status = ctx.waf_status;
             ctx.own_status = status;
             if session.response_written().is_none()
-                && let Err(err) = waf_page(session, status, &ctx.request_id).await
+                && let Err(err) = waf::block_page(status).send(session, &ctx.request_id).await
             {
                 warn!("could not send the WAF's {status} page: {err}");
             }
@@ -512,15 +401,15 @@ impl ProxyHttp for EdgeProxy {
                 .unwrap_or_default();
             warn!(
                 "site {site}: upstream {target} failed ({}): {} [request {}] -> {}",
-                failure.cause,
+                failure.cause.as_str(),
                 e.root_cause(),
                 ctx.request_id,
                 failure.status
             );
             metrics::UPSTREAM_ERRORS
-                .with_label_values(&[site, failure.cause])
+                .with_label_values(&[site, failure.cause.as_str()])
                 .inc();
-            if let (Some(s), Some(msg)) = (&ctx.site, failure.sites_log_message()) {
+            if let (Some(s), Some(msg)) = (&ctx.site, failure.cause.sites_log_message()) {
                 s.sites_log.write(&format!(
                     "{msg} ({target}): {} [request {}]",
                     e.root_cause(),
@@ -534,7 +423,9 @@ impl ProxyHttp for EdgeProxy {
         let mut status = failure.status;
         if status > 0
             && session.response_written().is_none()
-            && let Err(err) = pages::respond(session, status, failure.page, &ctx.request_id).await
+            && let Err(err) = Page::new(status, failure.page)
+                .send(session, &ctx.request_id)
+                .await
         {
             warn!("site {site}: could not send the {status} page: {err}");
             status = 0;

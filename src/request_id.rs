@@ -4,10 +4,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub const HEADER: &str = "x-request-id";
+pub(crate) const HEADER: &str = "x-request-id";
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
-static PREFIX: once_cell::sync::Lazy<u64> = once_cell::sync::Lazy::new(|| {
+static PREFIX: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {
     use std::hash::{BuildHasher, Hasher};
     // RandomState is seeded from the OS; mix in time and pid so that two
     // processes never share a prefix.
@@ -22,7 +22,7 @@ static PREFIX: once_cell::sync::Lazy<u64> = once_cell::sync::Lazy::new(|| {
 });
 
 /// Whether a client-supplied id may be kept.
-pub fn is_valid(id: &[u8]) -> bool {
+pub(crate) fn is_valid(id: &[u8]) -> bool {
     (1..=64).contains(&id.len())
         && id
             .iter()
@@ -30,7 +30,7 @@ pub fn is_valid(id: &[u8]) -> bool {
 }
 
 /// A new id: 32 lowercase hex digits, unique within and across processes.
-pub fn generate() -> String {
+pub(crate) fn generate() -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let v = (u128::from(*PREFIX) << 64) | u128::from(n);
@@ -43,7 +43,7 @@ pub fn generate() -> String {
 }
 
 /// The id for a request that carried `incoming` (if any).
-pub fn for_request(incoming: Option<&[u8]>) -> String {
+pub(crate) fn for_request(incoming: Option<&[u8]>) -> String {
     match incoming {
         Some(id) if is_valid(id) => String::from_utf8_lossy(id).into_owned(),
         _ => generate(),

@@ -3,9 +3,9 @@
 //! `grace_period`, `INT` stops at once.
 
 use crate::admin::AdminApp;
-use crate::config::Config;
 use crate::live::{InFlight, Live};
 use crate::proxy::EdgeProxy;
+use crate::sites::Config;
 use async_trait::async_trait;
 use log::{error, info};
 use pingora::apps::HttpServerOptions;
@@ -44,12 +44,33 @@ fn can_bind(addr: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Why edgeward could not start.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("signal runtime: {0}")]
+    SignalRuntime(std::io::Error),
+    #[error("cannot install signal handlers: {0}")]
+    SignalHandlers(std::io::Error),
+    #[error("cannot start the signal thread: {0}")]
+    SignalThread(std::io::Error),
+    #[error("the signal thread died")]
+    SignalThreadDied,
+}
+
 /// Start serving `config` (loaded from `path`) until a stop signal.
-pub fn run(path: PathBuf, config: Config) -> Result<(), String> {
+pub(crate) fn run(path: PathBuf, config: Config) -> Result<(), StartError> {
     // Fail with a clear message when an address is taken, before Pingora
     // starts its runtimes.
     for addr in config.listen.iter().chain(config.admin_listen.iter()) {
-        can_bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        can_bind(addr).map_err(|source| StartError::Listen {
+            addr: addr.clone(),
+            source,
+        })?;
     }
     crate::metrics::init();
 
@@ -66,7 +87,7 @@ pub fn run(path: PathBuf, config: Config) -> Result<(), String> {
     let listen = config.listen.clone();
     let admin_listen = config.admin_listen.clone();
     let sites = config.sites.len();
-    crate::supervisor::SUPERVISOR.apply(&config);
+    crate::supervisor::SUPERVISOR.apply(&config.supervisor, config.programs());
     let live = Arc::new(Live::new(path, config));
 
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
@@ -117,8 +138,8 @@ pub fn run(path: PathBuf, config: Config) -> Result<(), String> {
 
 /// HUP and USR1, handled on a thread of their own so a reload (file read,
 /// DNS, validation) never runs on a proxy worker thread.
-fn start_signal_thread(live: Arc<Live>) -> Result<(), String> {
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+fn start_signal_thread(live: Arc<Live>) -> Result<(), StartError> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), StartError>>();
     std::thread::Builder::new()
         .name("edgeward-signals".into())
         .spawn(move || {
@@ -128,7 +149,7 @@ fn start_signal_thread(live: Arc<Live>) -> Result<(), String> {
             {
                 Ok(rt) => rt,
                 Err(e) => {
-                    let _ = ready_tx.send(Err(format!("signal runtime: {e}")));
+                    let _ = ready_tx.send(Err(StartError::SignalRuntime(e)));
                     return;
                 }
             };
@@ -139,7 +160,7 @@ fn start_signal_thread(live: Arc<Live>) -> Result<(), String> {
                 ) {
                     (Ok(h), Ok(u)) => (h, u),
                     (Err(e), _) | (_, Err(e)) => {
-                        let _ = ready_tx.send(Err(format!("cannot install signal handlers: {e}")));
+                        let _ = ready_tx.send(Err(StartError::SignalHandlers(e)));
                         return;
                     }
                 };
@@ -160,10 +181,8 @@ fn start_signal_thread(live: Arc<Live>) -> Result<(), String> {
                 }
             });
         })
-        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
-    ready_rx
-        .recv()
-        .map_err(|_| "the signal thread died".to_string())?
+        .map_err(StartError::SignalThread)?;
+    ready_rx.recv().map_err(|_| StartError::SignalThreadDied)?
 }
 
 /// Our stop signals for Pingora's main loop.

@@ -1,18 +1,181 @@
-//! Upstream peers and what their failures mean to a client.
+//! A site's upstream: its `upstream:` section (validated and built here),
+//! the peer of each request, retries, and what a failure means to a client.
 
-use crate::config::{Upstream, UpstreamTarget};
+use crate::config::Section;
+use crate::config::file::UpstreamFile;
+use crate::config::units::ConfDuration;
+use crate::supervisor::{self, ProgramSpec};
 use pingora::prelude::*;
 use pingora::upstreams::peer::HttpPeer;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where a site's requests go, and the time allowed for each step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Upstream {
+    pub(crate) target: UpstreamTarget,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) read_timeout: Duration,
+    pub(crate) write_timeout: Duration,
+}
+
+/// Where a site's requests go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum UpstreamTarget {
+    /// `host:port`, resolved when the configuration was loaded.
+    Tcp { addr: SocketAddr, authority: String },
+    /// `unix:/path/to/socket`.
+    Unix(PathBuf),
+    /// A program edgeward starts on demand (`upstream.command`).
+    Program(Arc<ProgramSpec>),
+}
+
+impl std::fmt::Display for UpstreamTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamTarget::Tcp { authority, .. } => f.write_str(authority),
+            UpstreamTarget::Unix(p) => write!(f, "unix:{}", p.display()),
+            UpstreamTarget::Program(p) => write!(f, "program {:?}", p.command),
+        }
+    }
+}
+
+/// Why an `upstream.address` is not usable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum AddressError {
+    #[error("{0:?}: a Unix socket path must be absolute")]
+    RelativeSocket(String),
+    #[error("{0:?} has no port; write host:port or unix:/path")]
+    NoPort(String),
+    #[error("{0:?} is not host:port or unix:/path")]
+    Malformed(String),
+    #[error("cannot resolve {host:?}: {why}")]
+    Resolve { host: String, why: String },
+    #[error("{0:?} resolves to no address")]
+    NoAddress(String),
+}
+
+/// Validate a site's `upstream:` section and build its runtime part.
+pub(crate) fn from_config(u: &UpstreamFile, sec: &mut Section<'_>) -> Option<Upstream> {
+    if u.command.is_none() {
+        for (key, set) in [
+            ("working_dir", u.working_dir.is_some()),
+            ("environment", u.environment.is_some()),
+            ("idle_timeout", u.idle_timeout.is_some()),
+            ("start_timeout", u.start_timeout.is_some()),
+            ("user", u.user.is_some()),
+            ("group", u.group.is_some()),
+            ("max_open_files", u.max_open_files.is_some()),
+        ] {
+            if set {
+                sec.error_key(
+                    &[key],
+                    format!("upstream.{key}: only valid together with upstream.command"),
+                );
+            }
+        }
+    }
+    let target = match (&u.address, &u.command) {
+        (Some(_), Some(_)) => {
+            sec.error(&[], "upstream: give either address or command, not both");
+            None
+        }
+        (None, None) => {
+            sec.error(&[], "upstream: give an address (host:port or unix:/path)");
+            None
+        }
+        (Some(a), None) => match parse_address(a) {
+            Ok(t) => Some(t),
+            Err(why) => {
+                sec.error(&["address"], format!("upstream.address: {why}"));
+                None
+            }
+        },
+        (None, Some(cmd)) => {
+            supervisor::program_from_config(u, cmd, sec).map(UpstreamTarget::Program)
+        }
+    };
+    let mut timeout = |key: &str, v: Option<ConfDuration>, default: Duration| match v {
+        Some(ConfDuration(d)) if d.is_zero() => {
+            sec.error(&[key], format!("upstream.{key}: must be more than 0"));
+            default
+        }
+        Some(ConfDuration(d)) => d,
+        None => default,
+    };
+    let connect_timeout = timeout(
+        "connect_timeout",
+        u.connect_timeout,
+        DEFAULT_CONNECT_TIMEOUT,
+    );
+    let read_timeout = timeout("read_timeout", u.read_timeout, DEFAULT_IO_TIMEOUT);
+    let write_timeout = timeout("write_timeout", u.write_timeout, DEFAULT_IO_TIMEOUT);
+    let target = target?;
+    sec.done(|| Upstream {
+        target,
+        connect_timeout,
+        read_timeout,
+        write_timeout,
+    })
+}
+
+/// `host:port`, `[v6]:port` or `unix:/absolute/path`. Host names are
+/// resolved now, when the configuration is loaded.
+fn parse_address(a: &str) -> Result<UpstreamTarget, AddressError> {
+    if let Some(path) = a.strip_prefix("unix:") {
+        let p = Path::new(path);
+        if !p.is_absolute() {
+            return Err(AddressError::RelativeSocket(a.to_string()));
+        }
+        return Ok(UpstreamTarget::Unix(p.to_path_buf()));
+    }
+    if let Ok(addr) = a.parse::<SocketAddr>() {
+        return Ok(UpstreamTarget::Tcp {
+            addr,
+            authority: a.to_string(),
+        });
+    }
+    let Some((host, port)) = a.rsplit_once(':') else {
+        return Err(AddressError::NoPort(a.to_string()));
+    };
+    let Ok(port) = port.parse::<u16>() else {
+        return Err(AddressError::Malformed(a.to_string()));
+    };
+    if host.is_empty() {
+        return Err(AddressError::Malformed(a.to_string()));
+    }
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| AddressError::Resolve {
+            host: host.to_string(),
+            why: e.to_string(),
+        })?
+        .collect();
+    // Prefer IPv4 like most resolvers' defaults for loopback names.
+    let addr = addrs
+        .iter()
+        .find(|s| s.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| AddressError::NoAddress(host.to_string()))?;
+    Ok(UpstreamTarget::Tcp {
+        addr,
+        authority: a.to_string(),
+    })
+}
 
 /// How long an idle pooled connection to an upstream is kept.
 const POOL_IDLE: Duration = Duration::from_secs(60);
 
 /// The peer for one request to `u`; `program` is where a supervised
 /// program listens (see `supervisor::Lease`).
-pub fn peer(u: &Upstream, program: Option<SocketAddr>) -> Result<Box<HttpPeer>> {
+pub(crate) fn peer(u: &Upstream, program: Option<SocketAddr>) -> Result<Box<HttpPeer>> {
     let mut peer = match &u.target {
         UpstreamTarget::Tcp { addr, .. } => HttpPeer::new(*addr, false, String::new()),
         UpstreamTarget::Program(_) => {
@@ -38,7 +201,7 @@ pub fn peer(u: &Upstream, program: Option<SocketAddr>) -> Result<Box<HttpPeer>> 
 /// Make `peer` use a new connection: a retry after a pooled connection
 /// failed must not pick another pooled one (an upstream that drops the
 /// request would otherwise see it once per idle connection in the pool).
-pub fn fresh_connection(peer: &mut HttpPeer) {
+pub(crate) fn fresh_connection(peer: &mut HttpPeer) {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     // The pool is keyed by a hash that includes the group key.
     peer.group_key = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -50,7 +213,7 @@ pub fn fresh_connection(peer: &mut HttpPeer) {
 /// closed, reset, or a write that failed) and the request can be replayed
 /// (idempotent method, body still held, nothing sent to the client yet).
 /// As nginx: never more than one retry, never for POST/PATCH.
-pub fn retry_decision(
+pub(crate) fn retry_decision(
     e: Box<Error>,
     peer: &HttpPeer,
     replayable: bool,
@@ -67,80 +230,150 @@ pub fn retry_decision(
     e
 }
 
-/// What a failed proxy attempt means: the status the client gets, a short
-/// cause for logs and metrics, and the sentence shown on the error page.
-pub struct Failure {
-    pub status: u16,
-    pub cause: &'static str,
-    pub page: &'static str,
+/// Why a proxy attempt failed: a metric label and a log word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cause {
+    /// The error carried an HTTP status (e.g. a body phase stop).
+    Status,
+    Refused,
+    ConnectTimeout,
+    Timeout,
+    ConnectError,
+    BadResponse,
+    /// The client went away.
+    Client,
+    BadRequest,
+    Internal,
 }
 
-impl Failure {
+impl Cause {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Cause::Status => "status",
+            Cause::Refused => "refused",
+            Cause::ConnectTimeout => "connect_timeout",
+            Cause::Timeout => "timeout",
+            Cause::ConnectError => "connect_error",
+            Cause::BadResponse => "bad_response",
+            Cause::Client => "client",
+            Cause::BadRequest => "bad_request",
+            Cause::Internal => "internal",
+        }
+    }
+
     /// What the tenant reads in the sites log (None: not the upstream's fault).
-    pub fn sites_log_message(&self) -> Option<&'static str> {
-        Some(match self.cause {
-            "refused" => "Connection to upstream refused",
-            "connect_timeout" => "Connection to upstream timed out",
-            "timeout" => "Upstream did not answer in time",
-            "connect_error" => "Connection to upstream failed",
-            "bad_response" => "Upstream sent an invalid or incomplete response",
-            _ => return None,
+    pub(crate) fn sites_log_message(self) -> Option<&'static str> {
+        Some(match self {
+            Cause::Refused => "Connection to upstream refused",
+            Cause::ConnectTimeout => "Connection to upstream timed out",
+            Cause::Timeout => "Upstream did not answer in time",
+            Cause::ConnectError => "Connection to upstream failed",
+            Cause::BadResponse => "Upstream sent an invalid or incomplete response",
+            Cause::Status | Cause::Client | Cause::BadRequest | Cause::Internal => return None,
         })
     }
 }
 
-pub fn classify(e: &Error) -> Failure {
+/// What a failed proxy attempt means: the status the client gets, its
+/// cause, and the sentence shown on the error page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Failure {
+    pub(crate) status: u16,
+    pub(crate) cause: Cause,
+    pub(crate) page: &'static str,
+}
+
+pub(crate) fn classify(e: &Error) -> Failure {
     use ErrorType::*;
     let upstream = matches!(e.esource(), ErrorSource::Upstream);
-    match e.etype() {
-        HTTPStatus(code) => Failure {
-            status: *code,
-            cause: "status",
-            page: "The request could not be served.",
-        },
-        ConnectRefused => Failure {
-            status: 502,
-            cause: "refused",
-            page: "The site's application refused the connection.",
-        },
-        ConnectTimedout => Failure {
-            status: 504,
-            cause: "connect_timeout",
-            page: "The site's application did not accept the connection in time.",
-        },
-        ReadTimedout | WriteTimedout if upstream => Failure {
-            status: 504,
-            cause: "timeout",
-            page: "The site's application did not answer in time.",
-        },
-        ConnectNoRoute | ConnectError | BindError | SocketError | ConnectProxyFailure => Failure {
-            status: 502,
-            cause: "connect_error",
-            page: "The site's application cannot be reached.",
-        },
-        _ if upstream => Failure {
-            status: 502,
-            cause: "bad_response",
-            page: "The site's application sent an invalid or incomplete response.",
-        },
+    let (status, cause, page) = match e.etype() {
+        HTTPStatus(code) => (*code, Cause::Status, "The request could not be served."),
+        ConnectRefused => (
+            502,
+            Cause::Refused,
+            "The site's application refused the connection.",
+        ),
+        ConnectTimedout => (
+            504,
+            Cause::ConnectTimeout,
+            "The site's application did not accept the connection in time.",
+        ),
+        ReadTimedout | WriteTimedout if upstream => (
+            504,
+            Cause::Timeout,
+            "The site's application did not answer in time.",
+        ),
+        ConnectNoRoute | ConnectError | BindError | SocketError | ConnectProxyFailure => (
+            502,
+            Cause::ConnectError,
+            "The site's application cannot be reached.",
+        ),
+        _ if upstream => (
+            502,
+            Cause::BadResponse,
+            "The site's application sent an invalid or incomplete response.",
+        ),
         ReadError | WriteError | ConnectionClosed | ReadTimedout | WriteTimedout
             if matches!(e.esource(), ErrorSource::Downstream) =>
         {
-            Failure {
-                status: 0,
-                cause: "client",
-                page: "",
-            }
+            (0, Cause::Client, "")
         }
-        _ if matches!(e.esource(), ErrorSource::Downstream) => Failure {
-            status: 400,
-            cause: "bad_request",
-            page: "The request is malformed.",
-        },
-        _ => Failure {
-            status: 500,
-            cause: "internal",
-            page: "edgeward failed to process the request.",
-        },
+        _ if matches!(e.esource(), ErrorSource::Downstream) => {
+            (400, Cause::BadRequest, "The request is malformed.")
+        }
+        _ => (
+            500,
+            Cause::Internal,
+            "edgeward failed to process the request.",
+        ),
+    };
+    Failure {
+        status,
+        cause,
+        page,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_classified() {
+        let refused = Error::new(ErrorType::ConnectRefused);
+        let f = classify(&refused);
+        assert_eq!((f.status, f.cause.as_str()), (502, "refused"));
+        assert_eq!(
+            f.cause.sites_log_message(),
+            Some("Connection to upstream refused")
+        );
+        let mut timeout = Error::new(ErrorType::ReadTimedout);
+        timeout.as_up();
+        let f = classify(&timeout);
+        assert_eq!((f.status, f.cause), (504, Cause::Timeout));
+        let mut gone = Error::new(ErrorType::ConnectionClosed);
+        gone.as_down();
+        let f = classify(&gone);
+        assert_eq!((f.status, f.cause.sites_log_message()), (0, None));
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(
+            parse_address("unix:relative.sock"),
+            Err(AddressError::RelativeSocket("unix:relative.sock".into()))
+        );
+        assert_eq!(
+            parse_address("example.org").unwrap_err().to_string(),
+            "\"example.org\" has no port; write host:port or unix:/path"
+        );
+        assert!(matches!(
+            parse_address("127.0.0.1:8080"),
+            Ok(UpstreamTarget::Tcp { .. })
+        ));
+        assert_eq!(
+            parse_address("localhost:x").unwrap_err().to_string(),
+            "\"localhost:x\" is not host:port or unix:/path"
+        );
     }
 }

@@ -11,7 +11,7 @@ struct Slot<V> {
     tick: u64,
 }
 
-pub struct Lru<V> {
+pub(crate) struct Lru<V> {
     slots: HashMap<HashBinary, Slot<V>>,
     /// tick → key, oldest first.
     order: BTreeMap<u64, HashBinary>,
@@ -32,12 +32,12 @@ impl<V> Default for Lru<V> {
 
 impl<V> Lru<V> {
     /// Bytes counted for all entries.
-    pub fn size(&self) -> usize {
+    pub(crate) fn size(&self) -> usize {
         self.size
     }
 
     /// The entry, marked as the most recently used.
-    pub fn get(&mut self, key: &HashBinary) -> Option<&V> {
+    pub(crate) fn get(&mut self, key: &HashBinary) -> Option<&V> {
         let slot = self.slots.get_mut(key)?;
         self.tick += 1;
         self.order.remove(&slot.tick);
@@ -47,7 +47,7 @@ impl<V> Lru<V> {
     }
 
     /// Change an entry in place; `f` returns its new size in bytes.
-    pub fn update(&mut self, key: &HashBinary, f: impl FnOnce(&mut V) -> usize) -> bool {
+    pub(crate) fn update(&mut self, key: &HashBinary, f: impl FnOnce(&mut V) -> usize) -> bool {
         let Some(slot) = self.slots.get_mut(key) else {
             return false;
         };
@@ -59,7 +59,7 @@ impl<V> Lru<V> {
 
     /// Add (or replace) an entry as the most recently used; the replaced
     /// value is returned. Nothing is evicted here (see `pop_oldest`).
-    pub fn insert(&mut self, key: HashBinary, value: V, size: usize) -> Option<V> {
+    pub(crate) fn insert(&mut self, key: HashBinary, value: V, size: usize) -> Option<V> {
         let old = self.remove(&key);
         self.tick += 1;
         self.order.insert(self.tick, key);
@@ -75,7 +75,7 @@ impl<V> Lru<V> {
         old
     }
 
-    pub fn remove(&mut self, key: &HashBinary) -> Option<V> {
+    pub(crate) fn remove(&mut self, key: &HashBinary) -> Option<V> {
         let slot = self.slots.remove(key)?;
         self.order.remove(&slot.tick);
         self.size -= slot.size;
@@ -83,14 +83,14 @@ impl<V> Lru<V> {
     }
 
     /// Take out the least recently used entry.
-    pub fn pop_oldest(&mut self) -> Option<(HashBinary, V)> {
+    pub(crate) fn pop_oldest(&mut self) -> Option<(HashBinary, V)> {
         let (_, key) = self.order.pop_first()?;
         let slot = self.slots.remove(&key)?;
         self.size -= slot.size;
         Some((key, slot.value))
     }
 
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.slots.clear();
         self.order.clear();
         self.size = 0;

@@ -3,8 +3,10 @@
 //! per-site index of URLs for PURGE. An entry becomes visible only when its
 //! body is complete, so a half-written response is never served.
 
+use super::key::split_primary;
 use super::lru::Lru;
-use super::{Fresh, MissBody, Store, UrlMatch, split_primary};
+use super::purge::UrlMatch;
+use super::store::{Fresh, MissBody, Store, StoreError};
 use crate::metrics;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -149,14 +151,14 @@ impl Inner {
     }
 }
 
-pub struct MemoryStore {
+pub(crate) struct MemoryStore {
     inner: Mutex<Inner>,
     max_size: usize,
     max_object_size: usize,
 }
 
 impl MemoryStore {
-    pub fn new(max_size: u64, max_object_size: u64) -> MemoryStore {
+    pub(crate) fn new(max_size: u64, max_object_size: u64) -> MemoryStore {
         MemoryStore {
             inner: Mutex::new(Inner::default()),
             max_size: usize::try_from(max_size).unwrap_or(usize::MAX),
@@ -166,11 +168,6 @@ impl MemoryStore {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Bytes held now (entries plus bookkeeping).
-    pub fn size(&self) -> usize {
-        self.lock().entries.size()
     }
 
     fn insert(&self, key: HashBinary, entry: Entry, size: usize) {
@@ -295,7 +292,7 @@ impl Store for MemoryStore {
         &'static self,
         site: &str,
         m: &UrlMatch,
-    ) -> std::result::Result<usize, String> {
+    ) -> std::result::Result<usize, StoreError> {
         let mut inner = self.lock();
         let Some(urls) = inner.index.get(site) else {
             return Ok(0);
@@ -370,7 +367,7 @@ impl HandleMiss for MemoryMiss {
 }
 
 /// Serves a stored body, whole or a byte range of it.
-pub struct BodyHit {
+pub(crate) struct BodyHit {
     chunks: Vec<Bytes>,
     total: usize,
     /// Next chunk to send.
@@ -380,7 +377,7 @@ pub struct BodyHit {
 }
 
 impl BodyHit {
-    pub fn new(chunks: Vec<Bytes>) -> BodyHit {
+    pub(crate) fn new(chunks: Vec<Bytes>) -> BodyHit {
         let total = chunks.iter().map(|c| c.len()).sum();
         BodyHit {
             chunks,

@@ -19,9 +19,9 @@
 //! dropped after `MAX_AGE` even if no invalidation came, so a lost message
 //! costs at most that much staleness, and never outlives its Redis key.
 
-use super::Fresh;
 use super::lru::Lru;
 use super::memory::Meta;
+use super::store::Fresh;
 use crate::metrics;
 use bytes::Bytes;
 use pingora::cache::CacheMeta;
@@ -51,18 +51,18 @@ struct Inner {
 
 /// The cache key hash at the end of an entry's Redis key
 /// (`...:<32 hex digits>`); None for other keys (indexes, URL sets).
-pub fn key_hash(redis_key: &[u8]) -> Option<HashBinary> {
+pub(crate) fn key_hash(redis_key: &[u8]) -> Option<HashBinary> {
     let hex = redis_key.rsplit(|b| *b == b':').next()?;
     str2hex(std::str::from_utf8(hex).ok()?)
 }
 
-pub struct Near {
+pub(crate) struct Near {
     inner: Mutex<Inner>,
     max_size: usize,
 }
 
 impl Near {
-    pub fn new(max_size: u64) -> Near {
+    pub(crate) fn new(max_size: u64) -> Near {
         Near {
             inner: Mutex::new(Inner::default()),
             max_size: usize::try_from(max_size).unwrap_or(usize::MAX),
@@ -74,13 +74,13 @@ impl Near {
     }
 
     /// The entry of cache key hash `key`, if held and not too old.
-    pub fn get(&self, key: &HashBinary) -> Option<(CacheMeta, Vec<Bytes>)> {
+    pub(crate) fn get(&self, key: &HashBinary) -> Option<(CacheMeta, Vec<Bytes>)> {
         self.read(key, |e| Some((e.meta.rebuild(), e.chunks.clone())))
     }
 
     /// The entry of `key` when it can answer a plain request as it is
     /// (`super::serve_fresh_hit`).
-    pub fn fresh(&self, key: &HashBinary, now: SystemTime) -> Option<Fresh> {
+    pub(crate) fn fresh(&self, key: &HashBinary, now: SystemTime) -> Option<Fresh> {
         self.read(key, |e| {
             let len = e.chunks.iter().map(Bytes::len).sum();
             let (header, age) = e.meta.fresh_header(now, len)?;
@@ -110,14 +110,14 @@ impl Near {
     }
 
     /// The sequence number to hand back to `insert`.
-    pub fn seq(&self) -> u64 {
+    pub(crate) fn seq(&self) -> u64 {
         self.lock().seq
     }
 
     /// Keep what a lookup read from Redis, unless an invalidation was
     /// handled since `seq` was taken. `keep` bounds its life (the Redis
     /// key's own).
-    pub fn insert(
+    pub(crate) fn insert(
         &self,
         seq: u64,
         key: HashBinary,
@@ -150,7 +150,7 @@ impl Near {
     }
 
     /// Forget everything (connection lost, or an operation failed).
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         let mut inner = self.lock();
         inner.seq += 1;
         inner.entries.clear();
@@ -159,7 +159,7 @@ impl Near {
     /// Forget the entries of these Redis keys, as an invalidation would: a
     /// PURGE by this process does not wait for Redis's push to stop serving
     /// them.
-    pub fn forget<'a>(&self, redis_keys: impl IntoIterator<Item = &'a str>) {
+    pub(crate) fn forget<'a>(&self, redis_keys: impl IntoIterator<Item = &'a str>) {
         let mut inner = self.lock();
         inner.seq += 1;
         for k in redis_keys {
@@ -170,7 +170,7 @@ impl Near {
     }
 
     /// A RESP3 push from the Redis connection.
-    pub fn on_push(&self, info: &PushInfo) {
+    pub(crate) fn on_push(&self, info: &PushInfo) {
         match info.kind {
             PushKind::Invalidate => match info.data.first() {
                 Some(Value::Array(keys)) => {

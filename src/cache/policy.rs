@@ -15,7 +15,7 @@ const DELTA_MAX: u64 = 2_147_483_648;
 
 /// How long after its freshness a stored response may still be served
 /// while the origin cannot be reached (connection refused, reset, timeout).
-pub const DISCONNECTED_STALE: Duration = Duration::from_secs(300);
+pub(crate) const DISCONNECTED_STALE: Duration = Duration::from_secs(300);
 
 /// Statuses the provider stores (PRODUCT.md, "not stored" list), minus 206:
 /// a partial response is never stored as if it were the whole object.
@@ -25,14 +25,14 @@ const HEURISTIC_STATUS: &[u16] = &[200, 203, 204, 206, 300, 301, 308, 404, 405, 
 
 /// One Cache-Control directive: lower-case name, optional unquoted value.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Directive {
-    pub name: String,
-    pub value: Option<String>,
+pub(crate) struct Directive {
+    pub(crate) name: String,
+    pub(crate) value: Option<String>,
 }
 
 /// Parse every `name` header (Cache-Control, Pragma) into directives.
 /// Malformed parts are skipped, never an error.
-pub fn directives(headers: &http::HeaderMap, name: &str) -> Vec<Directive> {
+pub(crate) fn directives(headers: &http::HeaderMap, name: &str) -> Vec<Directive> {
     let mut out = Vec::new();
     for v in headers.get_all(name) {
         let Ok(s) = std::str::from_utf8(v.as_bytes()) else {
@@ -88,7 +88,7 @@ pub fn directives(headers: &http::HeaderMap, name: &str) -> Vec<Directive> {
 /// `CDN-Cache-Control` (RFC 9213), a Structured Fields dictionary. None
 /// when absent or not a valid dictionary (then it is ignored as a whole);
 /// members of the wrong type are dropped.
-pub fn cdn_directives(headers: &http::HeaderMap) -> Option<Vec<Directive>> {
+pub(crate) fn cdn_directives(headers: &http::HeaderMap) -> Option<Vec<Directive>> {
     let mut joined = String::new();
     for v in headers.get_all("cdn-cache-control") {
         if !joined.is_empty() {
@@ -170,7 +170,7 @@ pub fn cdn_directives(headers: &http::HeaderMap) -> Option<Vec<Directive>> {
 /// The directives edgeward obeys for a response: `CDN-Cache-Control` when
 /// present and valid (it targets caches like this one), else
 /// `Cache-Control`.
-pub fn response_directives(headers: &http::HeaderMap) -> Vec<Directive> {
+pub(crate) fn response_directives(headers: &http::HeaderMap) -> Vec<Directive> {
     cdn_directives(headers).unwrap_or_else(|| directives(headers, "cache-control"))
 }
 
@@ -201,18 +201,18 @@ fn seconds(d: &[Directive], name: &str) -> Result<Option<u64>, ()> {
 
 /// The request's own cache directives (RFC 9111 5.2.1, Pragma 5.4).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RequestDirectives {
-    pub no_cache: bool,
-    pub no_store: bool,
-    pub max_age: Option<u64>,
-    pub min_fresh: Option<u64>,
+pub(crate) struct RequestDirectives {
+    pub(crate) no_cache: bool,
+    pub(crate) no_store: bool,
+    pub(crate) max_age: Option<u64>,
+    pub(crate) min_fresh: Option<u64>,
     /// Some(None): any staleness accepted.
-    pub max_stale: Option<Option<u64>>,
-    pub only_if_cached: bool,
+    pub(crate) max_stale: Option<Option<u64>>,
+    pub(crate) only_if_cached: bool,
 }
 
 impl RequestDirectives {
-    pub fn parse(req: &RequestHeader) -> RequestDirectives {
+    pub(crate) fn parse(req: &RequestHeader) -> RequestDirectives {
         let cc = directives(&req.headers, "cache-control");
         let mut r = RequestDirectives {
             no_cache: has(&cc, "no-cache"),
@@ -234,7 +234,7 @@ impl RequestDirectives {
 
 /// Whether a stored response may be used as it is, must be revalidated, or
 /// (with `max-stale`) may be used although stale.
-pub fn hit_decision(
+pub(crate) fn hit_decision(
     meta: &CacheMeta,
     is_fresh: bool,
     req: &RequestDirectives,
@@ -280,7 +280,7 @@ pub fn hit_decision(
 
 /// Whether the stored response allows serving it stale because the origin
 /// answered with an error status (its own `stale-if-error=N` window).
-pub fn stale_if_error_allows(meta: &CacheMeta, now: SystemTime) -> bool {
+pub(crate) fn stale_if_error_allows(meta: &CacheMeta, now: SystemTime) -> bool {
     let cc = response_directives(&meta.response_header().headers);
     match seconds(&cc, "stale-if-error") {
         Ok(Some(n)) => meta
@@ -336,13 +336,52 @@ fn http_date(s: &str) -> Option<SystemTime> {
 }
 
 /// Why a response is not stored (shown in `Cache-Status: ...; detail=`).
-pub type NotStored = &'static str;
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NotStored {
+    Partial,
+    Status,
+    RequestNoStore,
+    NoStore,
+    Private,
+    NoCache,
+    NoTransform,
+    VaryStar,
+    NoContentType,
+    ContentType,
+    SetCookie,
+    Authorization,
+    Stale,
+    NoFreshness,
+    Range,
+}
+
+impl NotStored {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            NotStored::Partial => "partial",
+            NotStored::Status => "status",
+            NotStored::RequestNoStore => "request-no-store",
+            NotStored::NoStore => "no-store",
+            NotStored::Private => "private",
+            NotStored::NoCache => "no-cache",
+            NotStored::NoTransform => "no-transform",
+            NotStored::VaryStar => "vary-star",
+            NotStored::NoContentType => "no-content-type",
+            NotStored::ContentType => "content-type",
+            NotStored::SetCookie => "set-cookie",
+            NotStored::Authorization => "authorization",
+            NotStored::Stale => "stale",
+            NotStored::NoFreshness => "no-freshness",
+            NotStored::Range => "range",
+        }
+    }
+}
 
 /// Decide whether `resp` (the answer to `req`) may be stored, and build its
 /// cache metadata: freshness (s-maxage, max-age, Expires, the site's ttl,
 /// then the Last-Modified heuristic), the age it already had (RFC 9111
 /// 4.2.3: Age and Date), and its stale-while-revalidate/if-error windows.
-pub fn storable(
+pub(crate) fn storable(
     req: &RequestHeader,
     resp: &ResponseHeader,
     site: &SiteCache,
@@ -350,23 +389,23 @@ pub fn storable(
 ) -> Result<CacheMeta, NotStored> {
     let status = resp.status.as_u16();
     if status == 206 {
-        return Err("partial");
+        return Err(NotStored::Partial);
     }
     if !STORABLE_STATUS.contains(&status) {
-        return Err("status");
+        return Err(NotStored::Status);
     }
     let req_cc = directives(&req.headers, "cache-control");
     if has(&req_cc, "no-store") {
-        return Err("request-no-store");
+        return Err(NotStored::RequestNoStore);
     }
     let cc = response_directives(&resp.headers);
     for d in ["no-store", "private", "no-cache", "no-transform"] {
         if has(&cc, d) {
             return Err(match d {
-                "no-store" => "no-store",
-                "private" => "private",
-                "no-cache" => "no-cache",
-                _ => "no-transform",
+                "no-store" => NotStored::NoStore,
+                "private" => NotStored::Private,
+                "no-cache" => NotStored::NoCache,
+                _ => NotStored::NoTransform,
             });
         }
     }
@@ -377,16 +416,16 @@ pub fn storable(
         .flat_map(|v| v.as_bytes().split(|b| *b == b','))
         .any(|f| f.trim_ascii() == b"*");
     if vary {
-        return Err("vary-star");
+        return Err(NotStored::VaryStar);
     }
     let Some(content_type) = header_str(resp, "content-type") else {
-        return Err("no-content-type");
+        return Err(NotStored::NoContentType);
     };
     if !site.content_type_allowed(content_type) {
-        return Err("content-type");
+        return Err(NotStored::ContentType);
     }
     if !site.store_set_cookie && resp.headers.contains_key(http::header::SET_COOKIE) {
-        return Err("set-cookie");
+        return Err(NotStored::SetCookie);
     }
     let s_maxage = seconds(&cc, "s-maxage");
     if req.headers.contains_key(http::header::AUTHORIZATION)
@@ -395,7 +434,7 @@ pub fn storable(
             || has(&cc, "proxy-revalidate")
             || has(&cc, "s-maxage"))
     {
-        return Err("authorization");
+        return Err(NotStored::Authorization);
     }
 
     // Age (4.2.3): the larger of what the origin says and what Date shows.
@@ -491,7 +530,11 @@ pub fn storable(
     // Something we could never use again is not worth storing.
     let explicit_sie = !no_stale && matches!(seconds(&cc, "stale-if-error"), Ok(Some(n)) if n > 0);
     if fresh_until < now && !has_validator && swr == 0 && !explicit_sie {
-        return Err(if explicit { "stale" } else { "no-freshness" });
+        return Err(if explicit {
+            NotStored::Stale
+        } else {
+            NotStored::NoFreshness
+        });
     }
 
     let mut header = resp.clone();
@@ -527,7 +570,7 @@ pub fn storable(
 
 /// The variant of a stored response a request selects (`Vary`), or None
 /// when the response does not vary.
-pub fn variance(meta: &CacheMeta, req: &RequestHeader) -> Option<HashBinary> {
+pub(crate) fn variance(meta: &CacheMeta, req: &RequestHeader) -> Option<HashBinary> {
     let mut names: Vec<String> = meta
         .headers()
         .get_all(http::header::VARY)
@@ -618,7 +661,9 @@ mod tests {
     fn not_stored_list() {
         let site = SiteCache::default();
         let now = SystemTime::now();
-        let ok = |r: &RequestHeader, p: &ResponseHeader| storable(r, p, &site, now);
+        let ok = |r: &RequestHeader, p: &ResponseHeader| {
+            storable(r, p, &site, now).map_err(NotStored::as_str)
+        };
         let plain = req(&[]);
         assert!(ok(&plain, &resp(200, &[("cache-control", "max-age=60")])).is_ok());
         for (h, why) in [

@@ -11,9 +11,11 @@
 //! With `cache.redis.local_size` (the default) hits are served from a near
 //! cache in this process, kept coherent by Redis client tracking (`near`).
 
+use super::key::split_primary;
 use super::memory::BodyHit;
 use super::near::Near;
-use super::{Fresh, MissBody, Store, UrlMatch, split_primary};
+use super::purge::UrlMatch;
+use super::store::{Fresh, MissBody, Store, StoreError};
 use crate::metrics;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -69,7 +71,7 @@ end
 return 1
 "#;
 
-pub struct RedisStore {
+pub(crate) struct RedisStore {
     client: redis::Client,
     prefix: String,
     timeout: Duration,
@@ -88,14 +90,14 @@ fn now_ms() -> u64 {
 }
 
 impl RedisStore {
-    pub fn new(
+    pub(crate) fn new(
         url: &str,
         prefix: &str,
         timeout: Duration,
         max_object_size: u64,
         local_size: u64,
-    ) -> std::result::Result<RedisStore, String> {
-        let mut client = redis::Client::open(url).map_err(|e| e.to_string())?;
+    ) -> std::result::Result<RedisStore, StoreError> {
+        let mut client = redis::Client::open(url)?;
         let near = (local_size > 0).then(|| Arc::new(Near::new(local_size)));
         if near.is_some() {
             // Invalidation messages arrive as RESP3 pushes on the same
@@ -105,8 +107,7 @@ impl RedisStore {
                 .redis_settings()
                 .clone()
                 .set_protocol(redis::ProtocolVersion::RESP3);
-            client = redis::Client::open(info.set_redis_settings(settings))
-                .map_err(|e| e.to_string())?;
+            client = redis::Client::open(info.set_redis_settings(settings))?;
         }
         Ok(RedisStore {
             client,
@@ -392,6 +393,10 @@ impl Storage for RedisStore {
                     .await
             })
             .await;
+        // As in `RedisMiss::finish`: the near copy holds the old header.
+        if let Some(near) = &self.near {
+            near.forget([ek.as_str()]);
+        }
         Ok(updated == Some(1))
     }
 
@@ -415,10 +420,10 @@ impl Store for RedisStore {
         &'static self,
         site: &str,
         m: &UrlMatch,
-    ) -> std::result::Result<usize, String> {
+    ) -> std::result::Result<usize, StoreError> {
         let ik = self.index_key(site);
         let deadline = self.purge_timeout();
-        let unavailable = || "the cache storage (redis) did not answer".to_string();
+        let unavailable = || StoreError::Unavailable("redis");
         if let UrlMatch::Exact(url) = m {
             // One URL: its set of variants, no index scan.
             let uk = self.url_key(site, url);
@@ -607,6 +612,12 @@ impl HandleMiss for RedisMiss {
             .await;
         if written.is_some() {
             metrics::CACHE_STORED.with_label_values(&["redis"]).inc();
+        }
+        // This instance's near copy of the entry just overwritten goes now,
+        // not when Redis's invalidation push arrives (a request right after
+        // a refetch must see the new response).
+        if let Some(near) = &store.near {
+            near.forget([ek.as_str()]);
         }
         Ok(MissFinishType::Created(self.body.len()))
     }

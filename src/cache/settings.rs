@@ -1,28 +1,28 @@
-//! The cache's validated settings, built by `config::load` and kept in the
+//! The cache's validated settings, built by `config.rs` and kept in the
 //! runtime `Config` (global) and `Site` (per site).
 
-use crate::net::Cidr;
+use crate::config::{Cidr, canonical};
 use std::time::Duration;
 
-pub const DEFAULT_MAX_SIZE: u64 = 256 * 1024 * 1024;
-pub const DEFAULT_MAX_OBJECT_SIZE: u64 = 8 * 1024 * 1024;
-pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(50);
-pub const DEFAULT_KEY_PREFIX: &str = "edgeward:";
+pub(crate) const DEFAULT_MAX_SIZE: u64 = 256 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_OBJECT_SIZE: u64 = 8 * 1024 * 1024;
+pub(crate) const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(50);
+pub(crate) const DEFAULT_KEY_PREFIX: &str = "edgeward:";
 /// Near cache of the Redis storage (`cache.redis.local_size`).
-pub const DEFAULT_REDIS_LOCAL_SIZE: u64 = 64 * 1024 * 1024;
+pub(crate) const DEFAULT_REDIS_LOCAL_SIZE: u64 = 64 * 1024 * 1024;
 
 /// Global `cache:` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CacheSettings {
-    pub storage: StorageSettings,
+pub(crate) struct CacheSettings {
+    pub(crate) storage: StorageSettings,
     /// Largest response stored; larger ones stream through uncached.
-    pub max_object_size: u64,
+    pub(crate) max_object_size: u64,
     /// Who may send PURGE (socket address).
-    pub purge_allow: Vec<Cidr>,
+    pub(crate) purge_allow: Vec<Cidr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StorageSettings {
+pub(crate) enum StorageSettings {
     Memory {
         max_size: u64,
     },
@@ -50,7 +50,7 @@ impl Default for CacheSettings {
     }
 }
 
-pub fn default_purge_allow() -> Vec<Cidr> {
+pub(crate) fn default_purge_allow() -> Vec<Cidr> {
     ["127.0.0.0/8", "::1/128"]
         .iter()
         .filter_map(|c| c.parse().ok())
@@ -58,32 +58,31 @@ pub fn default_purge_allow() -> Vec<Cidr> {
 }
 
 impl CacheSettings {
-    pub fn purge_allowed(&self, ip: Option<std::net::IpAddr>) -> bool {
+    pub(crate) fn purge_allowed(&self, ip: Option<std::net::IpAddr>) -> bool {
         let Some(ip) = ip else { return false };
         // An IPv4 client on a dual-stack socket shows up as ::ffff:a.b.c.d.
-        let ip = match ip {
-            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
-            v4 => v4,
-        };
+        let ip = canonical(ip);
         self.purge_allow.iter().any(|c| c.contains(ip))
     }
 }
 
 /// A site's `cache:` section.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SiteCache {
-    pub enabled: bool,
+pub(crate) struct SiteCache {
+    /// The site (`account/site`): the first part of every key it stores.
+    pub(crate) id: String,
+    pub(crate) enabled: bool,
     /// Freshness for cacheable responses that carry none of their own.
-    pub ttl: Option<Duration>,
+    pub(crate) ttl: Option<Duration>,
     /// Media types that may be stored (lower case; `text/*` allowed); None:
     /// any.
-    pub content_types: Option<Vec<String>>,
-    pub store_set_cookie: bool,
+    pub(crate) content_types: Option<Vec<String>>,
+    pub(crate) store_set_cookie: bool,
 }
 
 impl SiteCache {
     /// Whether a response with this Content-Type may be stored.
-    pub fn content_type_allowed(&self, content_type: &str) -> bool {
+    pub(crate) fn content_type_allowed(&self, content_type: &str) -> bool {
         let Some(list) = &self.content_types else {
             return true;
         };
@@ -103,7 +102,7 @@ impl SiteCache {
 }
 
 /// Validate one `content_types` entry: `type/subtype` or `type/*`.
-pub fn valid_media_range(s: &str) -> bool {
+pub(crate) fn valid_media_range(s: &str) -> bool {
     let token = |t: &str| {
         !t.is_empty()
             && t.bytes()

@@ -1,30 +1,47 @@
-//! Configuration: the YAML file (`file.rs`), its validation into the runtime
-//! types (`load.rs` → `runtime.rs`), and the errors an operator sees.
+//! Configuration as plain data. The file as operators write it
+//! (`file.rs`), read into a validated [`Document`] (`parse.rs`) with every
+//! error placed at its line and column (`report.rs`). This module imports
+//! none of the capabilities: each of them validates its own section from
+//! here and builds its runtime part; `crate::sites` assembles a site.
 
-mod file;
-mod load;
+mod cidr;
+mod document;
+pub(crate) mod file;
+mod parse;
 mod position;
-mod runtime;
-pub mod units;
+mod report;
+pub(crate) mod units;
 
-pub use load::{load, parse};
-pub use runtime::{
-    Config, ProgramSpec, Router, RunAs, Site, Upstream, UpstreamTarget, normalize_host,
-};
+pub(crate) use cidr::{Cidr, canonical};
+pub(crate) use document::{CACHE, Document, SUPERVISOR, SiteDoc, WAF};
+pub(crate) use parse::{parse, read};
+pub(crate) use report::{Place, Report, Section};
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// `p` made absolute against the working directory (paths in the file are
+/// relative to where edgeward was started, as nginx's prefix-less paths).
+pub(crate) fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    }
+}
 
 /// One thing wrong with a configuration file, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub file: PathBuf,
+pub(crate) struct ConfigError {
+    pub(crate) file: PathBuf,
     /// 1-based; 0 when the error has no position (e.g. the file is unreadable).
-    pub line: usize,
-    pub col: usize,
+    pub(crate) line: usize,
+    pub(crate) col: usize,
     /// `account alice`, `site alice/blog`, or empty for global settings.
-    pub scope: String,
-    pub message: String,
+    pub(crate) scope: String,
+    pub(crate) message: String,
 }
 
 impl fmt::Display for ConfigError {
@@ -43,7 +60,7 @@ impl fmt::Display for ConfigError {
 
 /// Everything wrong with a configuration file, in file order.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
+pub(crate) struct ConfigErrors(pub(crate) Vec<ConfigError>);
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -6,16 +6,16 @@ use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
 
 /// A path into the document: map keys, and `[i]` for sequence items.
-pub type YamlPath = Vec<String>;
+pub(crate) type YamlPath = Vec<String>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Pos {
-    pub line: usize,
-    pub col: usize,
+pub(crate) struct Pos {
+    pub(crate) line: usize,
+    pub(crate) col: usize,
 }
 
 #[derive(Debug, Default)]
-pub struct PositionIndex {
+pub(crate) struct PositionIndex {
     values: HashMap<YamlPath, Pos>,
     keys: HashMap<YamlPath, Pos>,
 }
@@ -131,7 +131,7 @@ impl MarkedEventReceiver for Builder {
 impl PositionIndex {
     /// Index a document. A document that does not parse gives an empty index
     /// (the YAML error itself is reported by the deserializer, with its position).
-    pub fn build(text: &str) -> PositionIndex {
+    pub(crate) fn build(text: &str) -> PositionIndex {
         let mut b = Builder {
             index: PositionIndex::default(),
             stack: Vec::new(),
@@ -144,7 +144,7 @@ impl PositionIndex {
     }
 
     /// Position of the value at `path`, or of its nearest ancestor.
-    pub fn value(&self, path: &[String]) -> Pos {
+    pub(crate) fn value(&self, path: &[String]) -> Pos {
         let mut p = path;
         loop {
             if let Some(pos) = self.values.get(p) {
@@ -158,7 +158,7 @@ impl PositionIndex {
     }
 
     /// Position of the key that names `path`, or of the nearest value above it.
-    pub fn key(&self, path: &[String]) -> Pos {
+    pub(crate) fn key(&self, path: &[String]) -> Pos {
         self.keys
             .get(path)
             .copied()

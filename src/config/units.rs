@@ -8,13 +8,13 @@ use std::time::Duration;
 
 /// A duration as written in the configuration file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConfDuration(pub Duration);
+pub(crate) struct ConfDuration(pub Duration);
 
 /// A byte size as written in the configuration file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConfSize(pub u64);
+pub(crate) struct ConfSize(pub u64);
 
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
         .find(|c: char| !c.is_ascii_digit() && c != '.')
@@ -47,7 +47,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-pub fn parse_size(s: &str) -> Result<u64, String> {
+fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);

@@ -9,7 +9,7 @@ fn push_hex(out: &mut Vec<u8>, b: u8) {
 
 /// Text formats: `"`, `\`, control characters and bytes >= 0x7F become
 /// `\xHH`, as nginx does.
-pub fn text(out: &mut Vec<u8>, value: &[u8]) {
+pub(crate) fn text(out: &mut Vec<u8>, value: &[u8]) {
     let safe = |b: u8| b != b'"' && b != b'\\' && (0x20..0x7f).contains(&b);
     let mut rest = value;
     while !rest.is_empty() {
@@ -28,7 +28,7 @@ pub fn text(out: &mut Vec<u8>, value: &[u8]) {
 /// Inside a JSON string: JSON escapes for `"`, `\` and control characters;
 /// valid UTF-8 kept; each byte of invalid UTF-8 written as the text `\xHH`
 /// (its backslash escaped), so the line is always valid JSON.
-pub fn json(out: &mut Vec<u8>, value: &[u8]) {
+pub(crate) fn json(out: &mut Vec<u8>, value: &[u8]) {
     for chunk in value.utf8_chunks() {
         for c in chunk.valid().chars() {
             match c {
@@ -54,7 +54,7 @@ pub fn json(out: &mut Vec<u8>, value: &[u8]) {
 }
 
 /// A message for the sites log: control characters (but tab) as `\xHH`.
-pub fn message(out: &mut Vec<u8>, msg: &str) {
+pub(crate) fn message(out: &mut Vec<u8>, msg: &str) {
     for &b in msg.as_bytes() {
         if (b < 0x20 && b != b'\t') || b == 0x7f {
             push_hex(out, b);

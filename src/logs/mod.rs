@@ -3,30 +3,33 @@
 //! the supervisor and the WAF write `[date] message` lines. All writing goes
 //! through one writer thread (`writer.rs`); request threads never block on it.
 
-pub mod escape;
+pub(crate) mod config;
+pub(crate) mod escape;
 mod template;
 mod writer;
 
-pub use template::{ADVANCED, Format, FormatError, Record, STANDARD, VARIABLES};
-pub use writer::{LogFile, flush, reopen};
+#[cfg(test)]
+use template::STANDARD;
+pub use template::{Format, FormatError, Record};
+pub(crate) use writer::{LogFile, flush, reopen};
 
 use chrono::{DateTime, Local};
 use std::path::Path;
 use std::time::SystemTime;
 
 /// The date in sites-log lines and the standard access log format.
-pub const SITES_DATE: &str = "%d/%b/%Y:%H:%M:%S %z";
+pub(crate) const SITES_DATE: &str = "%d/%b/%Y:%H:%M:%S %z";
 
 /// One site's access log.
 #[derive(Debug, Clone)]
-pub struct AccessLog {
-    pub file: LogFile,
-    pub format: Format,
+pub(crate) struct AccessLog {
+    pub(crate) file: LogFile,
+    pub(crate) format: Format,
 }
 
 impl AccessLog {
     /// `<log_dir>/http/<file_name>`.
-    pub fn new(log_dir: &Path, file_name: &str, format: Format) -> AccessLog {
+    pub(crate) fn new(log_dir: &Path, file_name: &str, format: Format) -> AccessLog {
         AccessLog {
             file: LogFile::new(log_dir.join("http").join(file_name)),
             format,
@@ -34,7 +37,7 @@ impl AccessLog {
     }
 
     /// Render `r` (on the calling thread; it is cheap) and queue the line.
-    pub fn log(&self, r: &Record) {
+    pub(crate) fn log(&self, r: &Record) {
         let mut line = Vec::with_capacity(256);
         self.format.render(r, &mut line);
         self.file.append(line);
@@ -43,13 +46,13 @@ impl AccessLog {
 
 /// One site's part of its account's sites log.
 #[derive(Debug, Clone)]
-pub struct SitesLog {
-    pub file: LogFile,
+pub(crate) struct SitesLog {
+    pub(crate) file: LogFile,
 }
 
 impl SitesLog {
     /// `<log_dir>/sites/<site>.log`.
-    pub fn new(log_dir: &Path, site: &str) -> SitesLog {
+    pub(crate) fn new(log_dir: &Path, site: &str) -> SitesLog {
         SitesLog {
             file: LogFile::new(log_dir.join("sites").join(format!("{site}.log"))),
         }
@@ -57,11 +60,11 @@ impl SitesLog {
 
     /// Write `[date] message`; control characters in `message` are escaped,
     /// so a message can never forge a line.
-    pub fn write(&self, message: &str) {
+    pub(crate) fn write(&self, message: &str) {
         self.write_at(SystemTime::now(), message);
     }
 
-    pub fn write_at(&self, at: SystemTime, message: &str) {
+    pub(crate) fn write_at(&self, at: SystemTime, message: &str) {
         let mut line = Vec::with_capacity(message.len() + 32);
         sites_line(&mut line, at, message);
         self.file.append(line);

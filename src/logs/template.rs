@@ -9,13 +9,13 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 /// The vhost combined format of PRODUCT.md.
-pub const STANDARD: &str = "{request_hostname} {client_ip} - - [{completion_date:%d/%b/%Y:%H:%M:%S %z}] \"{request}\" {status} {response_size} \"{referer}\" \"{user_agent}\"";
+pub(crate) const STANDARD: &str = "{request_hostname} {client_ip} - - [{completion_date:%d/%b/%Y:%H:%M:%S %z}] \"{request}\" {status} {response_size} \"{referer}\" \"{user_agent}\"";
 /// Standard followed by ` {protocol} {duration}`.
-pub const ADVANCED: &str = "{request_hostname} {client_ip} - - [{completion_date:%d/%b/%Y:%H:%M:%S %z}] \"{request}\" {status} {response_size} \"{referer}\" \"{user_agent}\" {protocol} {duration}";
+pub(crate) const ADVANCED: &str = "{request_hostname} {client_ip} - - [{completion_date:%d/%b/%Y:%H:%M:%S %z}] \"{request}\" {status} {response_size} \"{referer}\" \"{user_agent}\" {protocol} {duration}";
 /// Default date pattern for `completion_date` / `request_time` without one.
-pub const DEFAULT_DATE: &str = "%d/%b/%Y:%H:%M:%S %z";
+pub(crate) const DEFAULT_DATE: &str = "%d/%b/%Y:%H:%M:%S %z";
 
-pub const VARIABLES: &[&str] = &[
+pub(crate) const VARIABLES: &[&str] = &[
     "client_ip",
     "completion_date",
     "duration",

@@ -7,12 +7,12 @@
 
 use crate::metrics;
 use log::warn;
-use once_cell::sync::Lazy;
 use std::collections::HashMap;
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -32,19 +32,19 @@ const REPORT_EVERY: Duration = Duration::from_secs(60);
 
 /// A log file, identified by its path.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct LogFile(Arc<PathBuf>);
+pub(crate) struct LogFile(Arc<PathBuf>);
 
 impl LogFile {
-    pub fn new(path: PathBuf) -> LogFile {
+    pub(crate) fn new(path: PathBuf) -> LogFile {
         LogFile(Arc::new(path))
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 
     /// Queue one complete line (ending in `\n`) for this file.
-    pub fn append(&self, line: Vec<u8>) {
+    pub(crate) fn append(&self, line: Vec<u8>) {
         WRITER.send(Msg::Line(self.clone(), line));
     }
 }
@@ -60,7 +60,7 @@ struct Writer {
     reopen: Arc<AtomicBool>,
 }
 
-static WRITER: Lazy<Writer> = Lazy::new(|| {
+static WRITER: LazyLock<Writer> = LazyLock::new(|| {
     let (tx, rx) = sync_channel(QUEUE_LINES);
     let reopen = Arc::new(AtomicBool::new(false));
     let flag = reopen.clone();
@@ -84,13 +84,13 @@ impl Writer {
 /// Close every log file; each is opened again (by path) with its next line.
 /// Called on SIGUSR1 and after every reload: logrotate's `create` (rename,
 /// then signal) loses no line, and files of removed sites are closed.
-pub fn reopen() {
+pub(crate) fn reopen() {
     WRITER.reopen.store(true, Ordering::SeqCst);
     WRITER.send(Msg::Wake);
 }
 
 /// Wait (at most `timeout`) until every line queued so far is written.
-pub fn flush(timeout: Duration) {
+pub(crate) fn flush(timeout: Duration) {
     let (tx, rx) = std::sync::mpsc::channel();
     // Blocking send: a flush must not be dropped when the queue is full.
     let sent = WRITER.tx.send(Msg::Flush(tx)).is_ok();

@@ -3,25 +3,26 @@
 //! backoff when it keeps crashing), and heard: everything they print goes to
 //! the site's sites log, line by line, with the PID.
 
+mod config;
 mod output;
 mod sys;
 
-pub(crate) use sys::{UserError, resolve_user};
+use sys::resolve_user;
 
-use crate::config::{Config, ProgramSpec, RunAs, Site, UpstreamTarget};
 use crate::logs::SitesLog;
+use crate::pages::Page;
+pub(crate) use config::{ProgramSpec, RunAs, Settings, program_from_config, settings};
 use log::{info, warn};
-use once_cell::sync::Lazy;
 use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, watch};
 
 /// The address programs are told to listen on.
-pub const PROGRAM_IP: Ipv4Addr = Ipv4Addr::LOCALHOST;
+pub(crate) const PROGRAM_IP: Ipv4Addr = Ipv4Addr::LOCALHOST;
 /// Requests that may wait for one program to start; more get 503.
 const MAX_WAITING: usize = 100;
 /// Between SIGTERM and SIGKILL when stopping a program.
@@ -33,7 +34,7 @@ const MINIMAL_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// Why a request could not get its program.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StartError {
+pub(crate) enum StartError {
     /// Too many requests already wait for this program (503).
     Busy,
     /// The program keeps crashing; try again after this long (503).
@@ -44,15 +45,35 @@ pub enum StartError {
     Timeout,
 }
 
+impl StartError {
+    /// The page a request that could not get its program is answered with.
+    pub(crate) fn page(&self) -> Page {
+        match self {
+            StartError::Busy => Page::new(
+                503,
+                "The site's application is starting; too many requests are waiting for it.",
+            )
+            .with("retry-after", "1".to_string()),
+            StartError::Backoff(d) => Page::new(
+                503,
+                "The site's application keeps crashing; edgeward will try to start it again shortly.",
+            )
+            .with("retry-after", d.as_secs().max(1).to_string()),
+            StartError::Failed(_) => Page::new(502, "The site's application failed to start."),
+            StartError::Timeout => Page::new(504, "The site's application did not start in time."),
+        }
+    }
+}
+
 /// A request's hold on a running program: while any lease lives the program
 /// is not idle.
-pub struct Lease {
+pub(crate) struct Lease {
     program: Arc<Program>,
     addr: SocketAddr,
 }
 
 impl Lease {
-    pub fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }
 }
@@ -85,7 +106,7 @@ struct State {
     backoff_until: Option<Instant>,
 }
 
-pub struct Program {
+pub(crate) struct Program {
     site: String,
     spec: Arc<ProgramSpec>,
     log: SitesLog,
@@ -98,7 +119,7 @@ pub struct Program {
     retired: AtomicBool,
 }
 
-pub struct Supervisor {
+pub(crate) struct Supervisor {
     programs: Mutex<HashMap<String, Arc<Program>>>,
     ports: Mutex<Ports>,
 }
@@ -109,10 +130,10 @@ struct Ports {
     next: usize,
 }
 
-pub static SUPERVISOR: Lazy<Supervisor> = Lazy::new(|| Supervisor {
+pub(crate) static SUPERVISOR: LazyLock<Supervisor> = LazyLock::new(|| Supervisor {
     programs: Mutex::new(HashMap::new()),
     ports: Mutex::new(Ports {
-        range: 20000..=29999,
+        range: config::DEFAULT_PORTS,
         used: HashSet::new(),
         next: 0,
     }),
@@ -227,17 +248,17 @@ impl Supervisor {
             .remove(&port);
     }
 
-    fn program_for(&self, site: &Site, spec: &Arc<ProgramSpec>) -> Arc<Program> {
+    fn program_for(&self, site: &str, log: &SitesLog, spec: &Arc<ProgramSpec>) -> Arc<Program> {
         let mut programs = self.programs.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = programs.get(&site.id)
+        if let Some(p) = programs.get(site)
             && p.spec == *spec
         {
             return p.clone();
         }
         let p = Arc::new(Program {
-            site: site.id.clone(),
+            site: site.to_string(),
             spec: spec.clone(),
-            log: site.sites_log.clone(),
+            log: log.clone(),
             state: tokio::sync::Mutex::new(State::default()),
             waiting: Semaphore::new(MAX_WAITING),
             in_flight: AtomicUsize::new(0),
@@ -245,31 +266,34 @@ impl Supervisor {
             pgid: Mutex::new(None),
             retired: AtomicBool::new(false),
         });
-        if let Some(old) = programs.insert(site.id.clone(), p.clone()) {
+        if let Some(old) = programs.insert(site.to_string(), p.clone()) {
             old.retire("its configuration changed");
         }
         p
     }
 
-    /// The running program of `site`, started if needed.
-    pub async fn lease(&self, site: &Site, spec: &Arc<ProgramSpec>) -> Result<Lease, StartError> {
-        let program = self.program_for(site, spec);
+    /// The running program of site `site` (`account/site`), started if
+    /// needed; what it prints goes to `log`.
+    pub(crate) async fn lease(
+        &self,
+        site: &str,
+        log: &SitesLog,
+        spec: &Arc<ProgramSpec>,
+    ) -> Result<Lease, StartError> {
+        let program = self.program_for(site, log, spec);
         program.lease().await
     }
 
     /// After a reload: stop the programs of removed sites and of sites whose
     /// command, environment, working directory or timeouts changed (they
     /// start again, with the new settings, on their next request).
-    pub fn apply(&self, config: &Config) {
-        self.ports.lock().unwrap_or_else(|e| e.into_inner()).range = config.port_range.clone();
-        let specs: HashMap<&str, &Arc<ProgramSpec>> = config
-            .sites
-            .iter()
-            .filter_map(|s| match &s.upstream.target {
-                UpstreamTarget::Program(p) => Some((s.id.as_str(), p)),
-                _ => None,
-            })
-            .collect();
+    pub(crate) fn apply<'a>(
+        &self,
+        settings: &Settings,
+        specs: impl IntoIterator<Item = (&'a str, &'a Arc<ProgramSpec>)>,
+    ) {
+        self.ports.lock().unwrap_or_else(|e| e.into_inner()).range = settings.port_range.clone();
+        let specs: HashMap<&str, &Arc<ProgramSpec>> = specs.into_iter().collect();
         let mut programs = self.programs.lock().unwrap_or_else(|e| e.into_inner());
         programs.retain(|id, p| match specs.get(id.as_str()) {
             Some(spec) if **spec == p.spec => true,
@@ -287,7 +311,7 @@ impl Supervisor {
     /// Stop every program (edgeward is stopping): SIGTERM, then SIGKILL
     /// after `grace`. Blocking. `runtime_gone`: no task reaps children any
     /// more, so reap them here.
-    pub fn shutdown(&self, grace: Duration, runtime_gone: bool) {
+    pub(crate) fn shutdown(&self, grace: Duration, runtime_gone: bool) {
         let programs: Vec<Arc<Program>> = self
             .programs
             .lock()

@@ -5,11 +5,11 @@
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-pub const MAX_LINE: usize = 16 * 1024;
-pub const CUT_MARK: &str = " [line cut at 16 KiB]";
+pub(crate) const MAX_LINE: usize = 16 * 1024;
+pub(crate) const CUT_MARK: &str = " [line cut at 16 KiB]";
 
 /// Read `stream` to its end, calling `emit` with each line.
-pub async fn lines<R: AsyncRead + Unpin>(mut stream: R, mut emit: impl FnMut(String)) {
+pub(crate) async fn lines<R: AsyncRead + Unpin>(mut stream: R, mut emit: impl FnMut(String)) {
     let mut line: Vec<u8> = Vec::with_capacity(1024);
     let mut buf = vec![0u8; 8192];
     let finish = |line: &mut Vec<u8>, emit: &mut dyn FnMut(String), cut: bool| {

@@ -6,47 +6,47 @@
 /// An engine failure on one request (the WAF then fails closed).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
-pub struct EngineError(pub String);
+pub(crate) struct EngineError(pub String);
 
 /// What the engine decided after a phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Pass,
     Block { status: u16 },
 }
 
 /// One rule that matched (and logs), as the operator sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuleMatch {
-    pub id: u32,
-    pub msg: String,
+pub(crate) struct RuleMatch {
+    pub(crate) id: u32,
+    pub(crate) msg: String,
     /// The value that matched (client data: escape before writing it).
-    pub value: String,
-    pub severity: Option<u8>,
+    pub(crate) value: String,
+    pub(crate) severity: Option<u8>,
 }
 
 /// The request as the engine sees it.
-pub struct Request<'a> {
-    pub client_ip: &'a str,
-    pub client_port: u16,
-    pub server_ip: &'a str,
-    pub server_port: u16,
-    pub method: &'a str,
+pub(crate) struct Request<'a> {
+    pub(crate) client_ip: &'a str,
+    pub(crate) client_port: u16,
+    pub(crate) server_ip: &'a str,
+    pub(crate) server_port: u16,
+    pub(crate) method: &'a str,
     /// The request target as sent (path and query, raw).
-    pub uri: &'a [u8],
+    pub(crate) uri: &'a [u8],
     /// "1.0", "1.1", "2.0".
-    pub http_version: &'a str,
-    pub headers: Vec<(&'a [u8], &'a [u8])>,
+    pub(crate) http_version: &'a str,
+    pub(crate) headers: Vec<(&'a [u8], &'a [u8])>,
 }
 
 /// A compiled rule set, shared by every site with the same settings.
-pub trait Ruleset: Send + Sync {
+pub(crate) trait Ruleset: Send + Sync {
     fn transaction(&self, request_id: &str) -> Result<Box<dyn Transaction>, EngineError>;
 }
 
 /// One request's inspection. Calls block (CPU-bound): run them off the
 /// async worker threads.
-pub trait Transaction: Send + Sync {
+pub(crate) trait Transaction: Send + Sync {
     /// Phase 1: connection, request line, headers.
     fn request_headers(&mut self, req: &Request<'_>) -> Result<Verdict, EngineError>;
     /// Phase 2: the (possibly partial) body, then the body rules. Called once,
@@ -70,7 +70,7 @@ fn field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
 
 /// Parse one ModSecurity text log message ("ModSecurity: Warning. Matched
 /// ... [id \"942100\"] [msg \"...\"] ...").
-pub fn parse_log_line(raw: &[u8]) -> Option<RuleMatch> {
+pub(crate) fn parse_log_line(raw: &[u8]) -> Option<RuleMatch> {
     let text = String::from_utf8_lossy(raw);
     let id = field(&text, "id")?.parse::<u32>().ok()?;
     let msg = field(&text, "msg").unwrap_or("").to_string();

@@ -10,37 +10,39 @@
 //! request that matched a rule is one line in the JSON event log; a block is
 //! one sites-log line per matched rule.
 
-pub mod engine;
-pub mod modsec;
-pub mod paths;
-pub mod profile;
+pub(crate) mod config;
+mod engine;
+mod modsec;
+mod paths;
+mod profile;
 
+use crate::config::Cidr;
 use crate::logs::{LogFile, SitesLog, escape};
 use crate::metrics;
-use crate::net::Cidr;
+use crate::pages::Page;
 use bytes::{Bytes, BytesMut};
 use engine::{EngineError, Request, RuleMatch, Ruleset, Transaction, Verdict};
 use log::warn;
 use pingora::proxy::Session;
 use pingora_prometheus::prometheus::IntCounter;
-pub use profile::{Mode, ProfileSet};
+pub(crate) use profile::{Mode, ProfileSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 /// Default `waf.crs_dir`: Debian's `modsecurity-crs` package.
-pub const DEFAULT_CRS_DIR: &str = "/usr/share/modsecurity-crs";
+pub(crate) const DEFAULT_CRS_DIR: &str = "/usr/share/modsecurity-crs";
 /// Default `waf.body_limit`.
-pub const DEFAULT_BODY_LIMIT: usize = 128 * 1024;
+pub(crate) const DEFAULT_BODY_LIMIT: usize = 128 * 1024;
 
 /// The global `waf:` section, validated.
 #[derive(Debug, Clone)]
-pub struct Settings {
-    pub crs_dir: PathBuf,
-    pub profiles: Arc<ProfileSet>,
-    pub event_log: Option<LogFile>,
-    pub body_limit: usize,
+pub(crate) struct Settings {
+    pub(crate) crs_dir: PathBuf,
+    pub(crate) profiles: Arc<ProfileSet>,
+    pub(crate) event_log: Option<LogFile>,
+    pub(crate) body_limit: usize,
 }
 
 impl Default for Settings {
@@ -55,16 +57,16 @@ impl Default for Settings {
 }
 
 /// A site's `waf:` section, as given (before compiling).
-pub struct SiteSpec<'a> {
-    pub site: &'a str,
-    pub profile: &'a str,
-    pub paranoia_level: Option<u8>,
-    pub anomaly_threshold: Option<u32>,
-    pub mode: Mode,
-    pub exclude_rules: Vec<u32>,
-    pub exclude_paths: Vec<String>,
-    pub exclude_ips: Vec<Cidr>,
-    pub sites_log: SitesLog,
+pub(crate) struct SiteSpec<'a> {
+    pub(crate) site: &'a str,
+    pub(crate) profile: &'a str,
+    pub(crate) paranoia_level: Option<u8>,
+    pub(crate) anomaly_threshold: Option<u32>,
+    pub(crate) mode: Mode,
+    pub(crate) exclude_rules: Vec<u32>,
+    pub(crate) exclude_paths: Vec<String>,
+    pub(crate) exclude_ips: Vec<Cidr>,
+    pub(crate) sites_log: SitesLog,
 }
 
 /// `edgeward_waf_requests_total` for one profile, resolved once per load
@@ -91,10 +93,10 @@ impl Counters {
 }
 
 /// A site's WAF, ready to inspect requests.
-pub struct SiteWaf {
-    pub site: String,
-    pub profile: String,
-    pub mode: Mode,
+pub(crate) struct SiteWaf {
+    pub(crate) site: String,
+    pub(crate) profile: String,
+    pub(crate) mode: Mode,
     ruleset: Arc<dyn Ruleset>,
     exclude_paths: Vec<String>,
     exclude_ips: Vec<Cidr>,
@@ -113,15 +115,26 @@ impl std::fmt::Debug for SiteWaf {
     }
 }
 
+/// Why a site's WAF could not be built (shown as `waf.<this>`).
+#[derive(Debug, thiserror::Error)]
+enum SiteWafError {
+    #[error("profile: unknown profile {name:?}; expected one of: {known}")]
+    UnknownProfile { name: String, known: String },
+    #[error("profile {name}: {why}")]
+    Compile {
+        name: String,
+        why: profile::ProfileError,
+    },
+}
+
 /// Build a site's WAF: `Ok(None)` when its profile inspects nothing.
 /// Compiles the rule set (or reuses an identical one).
-pub fn site_waf(settings: &Settings, spec: SiteSpec<'_>) -> Result<Option<Arc<SiteWaf>>, String> {
+fn site_waf(settings: &Settings, spec: SiteSpec<'_>) -> Result<Option<Arc<SiteWaf>>, SiteWafError> {
     let Some(profile) = settings.profiles.get(spec.profile) else {
-        return Err(format!(
-            "profile: unknown profile {:?}; expected one of: {}",
-            spec.profile,
-            settings.profiles.names().join(", ")
-        ));
+        return Err(SiteWafError::UnknownProfile {
+            name: spec.profile.to_string(),
+            known: settings.profiles.names().join(", "),
+        });
     };
     if !profile.inspects() {
         return Ok(None);
@@ -135,7 +148,10 @@ pub fn site_waf(settings: &Settings, spec: SiteSpec<'_>) -> Result<Option<Arc<Si
         mode: spec.mode,
         exclude_rules: &spec.exclude_rules,
     })
-    .map_err(|e| format!("profile {}: {e}", spec.profile))?;
+    .map_err(|why| SiteWafError::Compile {
+        name: spec.profile.to_string(),
+        why,
+    })?;
     Ok(Some(Arc::new(SiteWaf {
         site: spec.site.to_string(),
         profile: spec.profile.to_string(),
@@ -150,9 +166,35 @@ pub fn site_waf(settings: &Settings, spec: SiteSpec<'_>) -> Result<Option<Arc<Si
     })))
 }
 
+/// The page of a request the WAF stopped with `status`.
+pub(crate) fn block_page(status: u16) -> Page {
+    if status == 500 {
+        Page::new(
+            500,
+            "The request could not be checked by the site's web application firewall.",
+        )
+    } else {
+        Page::new(
+            status,
+            "This request was blocked by the site's web application firewall.",
+        )
+    }
+}
+
+impl Decision {
+    /// The status to answer with, if the WAF stops the request.
+    pub(crate) fn stop(self) -> Option<u16> {
+        match self {
+            Decision::Pass => None,
+            Decision::Block(status) => Some(status),
+            Decision::Error => Some(500),
+        }
+    }
+}
+
 /// What the proxy does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     Pass,
     /// Answer with this status (403 for CRS blocks) and the block page.
     Block(u16),
@@ -200,7 +242,7 @@ impl OwnedRequest {
 }
 
 /// One request's inspection, kept in the request context.
-pub struct Inspection {
+pub(crate) struct Inspection {
     waf: Arc<SiteWaf>,
     request_id: String,
     seen: Seen,
@@ -240,7 +282,7 @@ struct Pool {
     tx: tokio::sync::mpsc::Sender<Job>,
 }
 
-static POOL: once_cell::sync::Lazy<Pool> = once_cell::sync::Lazy::new(|| {
+static POOL: std::sync::LazyLock<Pool> = std::sync::LazyLock::new(|| {
     let threads = std::env::var("EDGEWARD_WAF_THREADS")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
@@ -306,7 +348,7 @@ async fn blocking<T: Send + 'static>(
 impl Inspection {
     /// Headers phase. `None` when the request is not inspected (excluded
     /// client or path); otherwise the inspection and what to do now.
-    pub async fn start(
+    pub(crate) async fn start(
         waf: &Arc<SiteWaf>,
         session: &mut Session,
         request_id: &str,
@@ -407,7 +449,7 @@ impl Inspection {
     /// Body phase, chunk by chunk: holds the body back (up to the limit),
     /// then inspects it and lets it go on. Blocks before any body byte
     /// reaches the upstream.
-    pub async fn body(&mut self, chunk: &mut Option<Bytes>, end: bool) -> Decision {
+    pub(crate) async fn body(&mut self, chunk: &mut Option<Bytes>, end: bool) -> Decision {
         if self.body_done || self.txn.is_none() {
             return Decision::Pass;
         }
@@ -453,7 +495,7 @@ impl Inspection {
 
     /// The request ends: report what was not reported yet (e.g. a client
     /// that went away before its body was inspected).
-    pub fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         if let Some(txn) = self.txn.take() {
             self.matches = txn.matches().to_vec();
             // libmodsecurity frees the transaction on the blocking pool.
@@ -463,11 +505,6 @@ impl Inspection {
         if !self.reported {
             self.report();
         }
-    }
-
-    /// Status of the block, if this request was blocked.
-    pub fn blocked(&self) -> Option<u16> {
-        self.blocked
     }
 
     fn decide(&mut self, verdict: Verdict) -> Decision {

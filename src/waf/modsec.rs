@@ -169,7 +169,7 @@ impl Drop for MatchList {
 }
 
 /// A compiled rule set.
-pub struct ModSecRuleset {
+pub(crate) struct ModSecRuleset {
     rules: *mut RawRulesSet,
 }
 
@@ -231,9 +231,9 @@ unsafe fn take_c_string(s: *mut c_char) -> Option<Vec<u8>> {
 impl ModSecRuleset {
     /// Compile ModSecurity configuration text (with `Include`s of absolute
     /// paths). The error is libmodsecurity's own message.
-    pub fn compile(text: &str) -> Result<Arc<ModSecRuleset>, String> {
+    pub(crate) fn compile(text: &str) -> Result<Arc<ModSecRuleset>, EngineError> {
         instance();
-        let c = CString::new(text).map_err(|_| "rules contain a NUL byte".to_string())?;
+        let c = CString::new(text).map_err(|_| EngineError("rules contain a NUL byte".into()))?;
         // libmodsecurity's rule parser keeps its state in globals: two
         // compiles at once corrupt each other (wrong errors, crashes;
         // ModSecurity issues #2536, #3138). One at a time, process-wide.
@@ -243,7 +243,9 @@ impl ModSecRuleset {
         // checked below.
         let rules = unsafe { msc_create_rules_set() };
         if rules.is_null() {
-            return Err("libmodsecurity could not create a rule set".into());
+            return Err(EngineError(
+                "libmodsecurity could not create a rule set".into(),
+            ));
         }
         // Owned from here: freed (by Drop) on every return below.
         let set = Arc::new(ModSecRuleset { rules });
@@ -256,10 +258,10 @@ impl ModSecRuleset {
         if n < 0 {
             // SAFETY: `error` is null or the strdup'ed message, ours alone.
             let msg = unsafe { take_c_string(error.cast_mut()) };
-            return Err(msg.map_or_else(
+            return Err(EngineError(msg.map_or_else(
                 || "unknown error".to_string(),
                 |m| String::from_utf8_lossy(&m).trim().to_string(),
-            ));
+            )));
         }
         Ok(set)
     }
@@ -301,7 +303,7 @@ impl Ruleset for Arc<ModSecRuleset> {
 /// Field order matters: fields drop in declaration order after `Drop::drop`
 /// has cleaned up `raw`, so `matches` (the log callback's data) is freed
 /// after libmodsecurity has let go of it, and the rule set after both.
-pub struct ModSecTransaction {
+pub(crate) struct ModSecTransaction {
     raw: NonNull<RawTransaction>,
     matches: MatchList,
     _rules: Arc<ModSecRuleset>,
@@ -535,6 +537,6 @@ mod tests {
         let Err(e) = ModSecRuleset::compile("SecNoSuchDirective On") else {
             panic!("an unknown directive compiled");
         };
-        assert!(e.contains("SecNoSuchDirective"), "{e}");
+        assert!(e.0.contains("SecNoSuchDirective"), "{e}");
     }
 }

@@ -3,7 +3,7 @@
 
 /// `*` matches any run of characters (`/` included), `?` exactly one; every
 /// other character matches itself. The whole text must match.
-pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+pub(crate) fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
     let (mut p, mut t) = (0usize, 0usize);
     // Where the last `*` was, and the text position it currently covers to.
     let mut star: Option<(usize, usize)> = None;
@@ -45,7 +45,7 @@ fn hex(b: u8) -> Option<u8> {
 /// `..` segments resolved (never above the root). Exclusions are matched on
 /// this, so `/wp-admin/../index.php` or `/%77p-admin/x` cannot pick an
 /// excluded path to slip past the WAF, or dodge an exclusion.
-pub fn normalize(target: &[u8]) -> Vec<u8> {
+pub(crate) fn normalize(target: &[u8]) -> Vec<u8> {
     // Absolute-form targets (http://host/path): keep the path.
     let mut raw = target;
     if let Some(i) = raw.windows(3).position(|w| w == b"://") {

@@ -9,18 +9,20 @@
 //! reloads while its inputs (including the CRS files' size and mtime) stay
 //! the same.
 
+use super::engine::EngineError;
 use super::modsec::ModSecRuleset;
 use super::paths::glob_match;
-use once_cell::sync::Lazy;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::UNIX_EPOCH;
 
 /// The profile names every edgeward knows (a `profiles_dir` may add more).
-pub const BUILTIN: [&str; 6] = ["disabled", "basic", "strong", "full", "wordpress", "drupal"];
+pub(crate) const BUILTIN: [&str; 6] =
+    ["disabled", "basic", "strong", "full", "wordpress", "drupal"];
 
 const BUILTIN_FILES: [(&str, &str); 6] = [
     ("disabled", include_str!("../../profiles/disabled.yaml")),
@@ -38,7 +40,7 @@ const BUILTIN_EXTRA: [(&str, &str); 1] = [(
 )];
 
 /// Rule ids edgeward uses for its own settings and score marker.
-pub const OWN_RULE_IDS: std::ops::RangeInclusive<u32> = 9_990_000..=9_990_999;
+pub(crate) const OWN_RULE_IDS: std::ops::RangeInclusive<u32> = 9_990_000..=9_990_999;
 const SCORE_RULE: u32 = 9_990_100;
 
 #[derive(Debug, Deserialize)]
@@ -58,24 +60,24 @@ struct ProfileFile {
 }
 
 #[derive(Debug, Clone)]
-pub struct Profile {
-    pub name: String,
-    pub rules: Vec<String>,
-    pub settings: Vec<(String, String)>,
+pub(crate) struct Profile {
+    pub(crate) name: String,
+    pub(crate) rules: Vec<String>,
+    pub(crate) settings: Vec<(String, String)>,
     /// Names of rule files from the profiles directory (`extra_rules`).
-    pub extra_rules: Vec<String>,
+    pub(crate) extra_rules: Vec<String>,
 }
 
 impl Profile {
     /// No rule files: nothing to inspect (like `disabled`).
-    pub fn inspects(&self) -> bool {
+    pub(crate) fn inspects(&self) -> bool {
         !self.rules.is_empty()
     }
 }
 
 /// Every profile plus the base files, from one place.
 #[derive(Debug, Clone)]
-pub struct ProfileSet {
+pub(crate) struct ProfileSet {
     base: String,
     setup: String,
     profiles: BTreeMap<String, Profile>,
@@ -97,8 +99,63 @@ fn valid_setting_value(s: &str) -> bool {
             .any(|b| b < 0x20 || b == b'\'' || b == b'"' || b == b'\\' || b == 0x7f)
 }
 
-fn parse_profile(name: &str, text: &str) -> Result<Profile, String> {
-    let f: ProfileFile = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+/// What is wrong inside one profile file.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ProfileFileError {
+    #[error("{0}")]
+    Yaml(#[from] serde_yaml::Error),
+    #[error("settings.{0}: expected a number or a string")]
+    SettingType(String),
+    #[error("settings: {0:?} is not a CRS variable name (letters, digits, '_')")]
+    SettingName(String),
+    #[error("settings.{0}: quotes, backslashes and control characters are not allowed")]
+    SettingValue(String),
+    #[error("rules: {0:?} must be a CRS rule file name ending in .conf (no directories)")]
+    RuleName(String),
+    #[error("extra_rules: {0:?} must be a file name ending in .conf in the profiles directory")]
+    ExtraRuleName(String),
+}
+
+/// Why a profile set cannot be loaded or a profile's rule set built.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ProfileError {
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {why}", path.display())]
+    Invalid {
+        path: PathBuf,
+        why: ProfileFileError,
+    },
+    #[error("{}: profile {name:?} is missing ({name}.yaml)", dir.display())]
+    Missing { dir: PathBuf, name: &'static str },
+    #[error("CRS rules directory {}: {source}", dir.display())]
+    RulesDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("profile {profile}: CRS rule file {pattern} not found in {}", dir.display())]
+    RuleFileMissing {
+        profile: String,
+        pattern: String,
+        dir: PathBuf,
+    },
+    #[error("{}: not a file", .0.display())]
+    NotAFile(PathBuf),
+    #[error("CRS paths must be UTF-8")]
+    NotUtf8,
+    #[error("{0}: unusable path")]
+    UnusablePath(String),
+    #[error("profile {profile}: rule file {file} not found")]
+    ExtraRuleMissing { profile: String, file: String },
+    #[error("{0}")]
+    Engine(#[from] EngineError),
+}
+
+fn parse_profile(name: &str, text: &str) -> Result<Profile, ProfileFileError> {
+    let f: ProfileFile = serde_yaml::from_str(text)?;
     let mut settings = Vec::new();
     for (k, v) in f.settings {
         let k = k.strip_prefix("tx.").unwrap_or(&k).to_ascii_lowercase();
@@ -106,32 +163,24 @@ fn parse_profile(name: &str, text: &str) -> Result<Profile, String> {
             serde_yaml::Value::Number(n) => n.to_string(),
             serde_yaml::Value::String(s) => s,
             serde_yaml::Value::Bool(b) => u8::from(b).to_string(),
-            _ => return Err(format!("settings.{k}: expected a number or a string")),
+            _ => return Err(ProfileFileError::SettingType(k)),
         };
         if !valid_setting_name(&k) {
-            return Err(format!(
-                "settings: {k:?} is not a CRS variable name (letters, digits, '_')"
-            ));
+            return Err(ProfileFileError::SettingName(k));
         }
         if !valid_setting_value(&v) {
-            return Err(format!(
-                "settings.{k}: quotes, backslashes and control characters are not allowed"
-            ));
+            return Err(ProfileFileError::SettingValue(k));
         }
         settings.push((k, v));
     }
     for r in &f.rules {
         if r.is_empty() || r.contains('/') || r.contains("..") || !r.ends_with(".conf") {
-            return Err(format!(
-                "rules: {r:?} must be a CRS rule file name ending in .conf (no directories)"
-            ));
+            return Err(ProfileFileError::RuleName(r.clone()));
         }
     }
     for r in &f.extra_rules {
         if r.is_empty() || r.contains('/') || r.starts_with('.') || !r.ends_with(".conf") {
-            return Err(format!(
-                "extra_rules: {r:?} must be a file name ending in .conf in the profiles directory"
-            ));
+            return Err(ProfileFileError::ExtraRuleName(r.clone()));
         }
     }
     Ok(Profile {
@@ -144,7 +193,7 @@ fn parse_profile(name: &str, text: &str) -> Result<Profile, String> {
 
 impl ProfileSet {
     /// The profiles compiled into this binary (the repository's `profiles/`).
-    pub fn builtin() -> ProfileSet {
+    pub(crate) fn builtin() -> ProfileSet {
         let mut profiles = BTreeMap::new();
         for (name, text) in BUILTIN_FILES {
             let p = parse_profile(name, text).expect("built-in profiles are valid");
@@ -163,17 +212,21 @@ impl ProfileSet {
 
     /// Every `<name>.yaml` in `dir`, plus its `modsecurity.conf` and
     /// `crs-setup.conf`. The six standard names must all be there.
-    pub fn load(dir: &Path) -> Result<ProfileSet, String> {
+    pub(crate) fn load(dir: &Path) -> Result<ProfileSet, ProfileError> {
         let read = |name: &str| {
-            let p = dir.join(name);
-            std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))
+            let path = dir.join(name);
+            std::fs::read_to_string(&path).map_err(|source| ProfileError::Read { path, source })
+        };
+        let dir_error = |source| ProfileError::Read {
+            path: dir.to_path_buf(),
+            source,
         };
         let base = read("modsecurity.conf")?;
         let setup = read("crs-setup.conf")?;
         let mut profiles = BTreeMap::new();
-        let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let entries = std::fs::read_dir(dir).map_err(dir_error)?;
         for entry in entries {
-            let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
+            let entry = entry.map_err(dir_error)?;
             let file = entry.file_name();
             let Some(name) = file.to_str().and_then(|f| f.strip_suffix(".yaml")) else {
                 continue;
@@ -185,16 +238,18 @@ impl ProfileSet {
                 continue;
             }
             let text = read(&format!("{name}.yaml"))?;
-            let p = parse_profile(name, &text)
-                .map_err(|e| format!("{}: {e}", entry.path().display()))?;
+            let p = parse_profile(name, &text).map_err(|why| ProfileError::Invalid {
+                path: entry.path(),
+                why,
+            })?;
             profiles.insert(name.to_string(), p);
         }
         for name in BUILTIN {
             if !profiles.contains_key(name) {
-                return Err(format!(
-                    "{}: profile {name:?} is missing ({name}.yaml)",
-                    dir.display()
-                ));
+                return Err(ProfileError::Missing {
+                    dir: dir.to_path_buf(),
+                    name,
+                });
             }
         }
         let mut extra = BTreeMap::new();
@@ -213,34 +268,34 @@ impl ProfileSet {
         })
     }
 
-    pub fn get(&self, name: &str) -> Option<&Profile> {
+    pub(crate) fn get(&self, name: &str) -> Option<&Profile> {
         self.profiles.get(name)
     }
 
-    pub fn names(&self) -> Vec<&str> {
+    pub(crate) fn names(&self) -> Vec<&str> {
         self.profiles.keys().map(|s| s.as_str()).collect()
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Mode {
+pub(crate) enum Mode {
     Block,
     Detect,
 }
 
 /// Everything a compiled rule set depends on.
-pub struct RulesetSpec<'a> {
-    pub set: &'a ProfileSet,
-    pub profile: &'a Profile,
-    pub crs_dir: &'a Path,
-    pub paranoia_level: Option<u8>,
-    pub anomaly_threshold: Option<u32>,
-    pub mode: Mode,
-    pub exclude_rules: &'a [u32],
+pub(crate) struct RulesetSpec<'a> {
+    pub(crate) set: &'a ProfileSet,
+    pub(crate) profile: &'a Profile,
+    pub(crate) crs_dir: &'a Path,
+    pub(crate) paranoia_level: Option<u8>,
+    pub(crate) anomaly_threshold: Option<u32>,
+    pub(crate) mode: Mode,
+    pub(crate) exclude_rules: &'a [u32],
 }
 
 /// The CRS files a profile loads, in CRS numeric order.
-pub fn rule_files(profile: &Profile, crs_dir: &Path) -> Result<Vec<PathBuf>, String> {
+pub(crate) fn rule_files(profile: &Profile, crs_dir: &Path) -> Result<Vec<PathBuf>, ProfileError> {
     let rules_dir = crs_dir.join("rules");
     let listing: Vec<String> = match std::fs::read_dir(&rules_dir) {
         Ok(rd) => {
@@ -252,8 +307,11 @@ pub fn rule_files(profile: &Profile, crs_dir: &Path) -> Result<Vec<PathBuf>, Str
             v.sort();
             v
         }
-        Err(e) => {
-            return Err(format!("CRS rules directory {}: {e}", rules_dir.display()));
+        Err(source) => {
+            return Err(ProfileError::RulesDir {
+                dir: rules_dir,
+                source,
+            });
         }
     };
     let mut chosen: Vec<&String> = Vec::new();
@@ -269,12 +327,11 @@ pub fn rule_files(profile: &Profile, crs_dir: &Path) -> Result<Vec<PathBuf>, Str
             }
         }
         if !found && !wild {
-            return Err(format!(
-                "profile {}: CRS rule file {} not found in {}",
-                profile.name,
-                pattern,
-                rules_dir.display()
-            ));
+            return Err(ProfileError::RuleFileMissing {
+                profile: profile.name.clone(),
+                pattern: pattern.clone(),
+                dir: rules_dir,
+            });
         }
     }
     // CRS file names sort in their numeric order (REQUEST-9xx before
@@ -285,7 +342,7 @@ pub fn rule_files(profile: &Profile, crs_dir: &Path) -> Result<Vec<PathBuf>, Str
 
 /// The ModSecurity configuration text of a rule set, and the cache key that
 /// also covers the included files' identity.
-pub fn render(spec: &RulesetSpec<'_>) -> Result<(String, String), String> {
+pub(crate) fn render(spec: &RulesetSpec<'_>) -> Result<(String, String), ProfileError> {
     let files = rule_files(spec.profile, spec.crs_dir)?;
     let mut text = String::with_capacity(8192);
     let mut key = String::new();
@@ -319,29 +376,33 @@ pub fn render(spec: &RulesetSpec<'_>) -> Result<(String, String), String> {
         text.push_str("\"\n");
     }
     for f in &files {
-        let meta = std::fs::metadata(f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let read_error = |source| ProfileError::Read {
+            path: f.clone(),
+            source,
+        };
+        let meta = std::fs::metadata(f).map_err(read_error)?;
         if !meta.is_file() {
-            return Err(format!("{}: not a file", f.display()));
+            return Err(ProfileError::NotAFile(f.clone()));
         }
-        std::fs::File::open(f).map_err(|e| format!("{}: {e}", f.display()))?;
+        std::fs::File::open(f).map_err(read_error)?;
         let mtime = meta
             .modified()
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_nanos());
         let _ = writeln!(key, "{} {} {mtime}", f.display(), meta.len());
-        let path = f.to_str().ok_or("CRS paths must be UTF-8")?;
+        let path = f.to_str().ok_or(ProfileError::NotUtf8)?;
         if path.contains(['"', '\n']) {
-            return Err(format!("{path}: unusable path"));
+            return Err(ProfileError::UnusablePath(path.to_string()));
         }
         let _ = writeln!(text, "Include \"{path}\"");
     }
     for f in &spec.profile.extra_rules {
         let Some(rules) = spec.set.extra.get(f) else {
-            return Err(format!(
-                "profile {}: rule file {f} not found",
-                spec.profile.name
-            ));
+            return Err(ProfileError::ExtraRuleMissing {
+                profile: spec.profile.name.clone(),
+                file: f.clone(),
+            });
         };
         let _ = writeln!(text, "# {f}");
         text.push_str(rules);
@@ -361,11 +422,11 @@ pub fn render(spec: &RulesetSpec<'_>) -> Result<(String, String), String> {
     Ok((text, key))
 }
 
-static COMPILED: Lazy<Mutex<HashMap<String, Weak<ModSecRuleset>>>> =
-    Lazy::new(|| Mutex::new(HashMap::new()));
+static COMPILED: LazyLock<Mutex<HashMap<String, Weak<ModSecRuleset>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
 
 /// Compile (or reuse) the rule set for `spec`.
-pub fn compile(spec: &RulesetSpec<'_>) -> Result<Arc<ModSecRuleset>, String> {
+pub(crate) fn compile(spec: &RulesetSpec<'_>) -> Result<Arc<ModSecRuleset>, ProfileError> {
     let (text, key) = render(spec)?;
     if let Some(set) = COMPILED
         .lock()
@@ -383,7 +444,7 @@ pub fn compile(spec: &RulesetSpec<'_>) -> Result<Arc<ModSecRuleset>, String> {
 }
 
 /// Whether a rule id is edgeward's own score marker.
-pub fn is_score_rule(id: u32) -> bool {
+pub(crate) fn is_score_rule(id: u32) -> bool {
     id == SCORE_RULE
 }
 

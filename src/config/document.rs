@@ -1,0 +1,56 @@
+//! The configuration as plain, validated data: what `parse.rs` makes of the
+//! file. Global settings are checked here; each capability's section is
+//! handed on as written (the types of `file.rs`) with its place in the file,
+//! for the capability to validate and build (see `crate::sites`).
+
+use super::cidr::Cidr;
+use super::file::{
+    AccessLogFile, CacheFile, SiteCacheFile, SiteWafFile, SupervisorFile, UpstreamFile, WafFile,
+};
+use super::report::Place;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The whole file.
+#[derive(Debug, Default)]
+pub(crate) struct Document {
+    /// `IP:PORT` addresses, checked not to overlap.
+    pub(crate) listen: Vec<String>,
+    pub(crate) threads: usize,
+    pub(crate) grace_period: Duration,
+    pub(crate) admin_listen: Option<String>,
+    pub(crate) trusted_proxies: Vec<Cidr>,
+    /// `account/site` of an existing site.
+    pub(crate) default_site: Option<String>,
+    pub(crate) supervisor: Option<SupervisorFile>,
+    pub(crate) cache: Option<CacheFile>,
+    pub(crate) waf: Option<WafFile>,
+    /// Every site whose name and shape could be read, in file order.
+    pub(crate) sites: Vec<SiteDoc>,
+}
+
+/// Where the global sections are.
+pub(crate) const SUPERVISOR: &[&str] = &["supervisor"];
+pub(crate) const CACHE: &[&str] = &["cache"];
+pub(crate) const WAF: &[&str] = &["waf"];
+
+/// One site: `accounts.<account>.sites.<name>`.
+#[derive(Debug)]
+pub(crate) struct SiteDoc {
+    /// `account/site`, unique.
+    pub(crate) id: String,
+    pub(crate) account: String,
+    pub(crate) name: String,
+    /// The account's log directory, absolute.
+    pub(crate) log_dir: PathBuf,
+    /// Host names, lower case without a trailing dot (`*.domain` for
+    /// wildcards), each claimed by this site only; None when any is invalid.
+    pub(crate) addresses: Option<Vec<String>>,
+    /// The `upstream:` section, when there is one worth validating.
+    pub(crate) upstream: Option<UpstreamFile>,
+    pub(crate) waf: Option<SiteWafFile>,
+    pub(crate) cache: Option<SiteCacheFile>,
+    pub(crate) access_log: Option<AccessLogFile>,
+    /// The site itself (its sections are children of this place).
+    pub(crate) at: Place,
+}
