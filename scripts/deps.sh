@@ -20,7 +20,9 @@ case "$want" in
   test) pkgs+=(redis-server) ;;
   # python3-yaml: the CRS regression runner (tests/conformance/crs.sh);
   # and .ci/run lints every shell script with shellcheck.
-  ci) pkgs+=(python3-venv python3-yaml redis-server shellcheck) ;;
+  # docker.io (dockerd 20.10 and its BuildKit client), docker-compose (v1) and
+  # mmdebstrap: the container image (docker/build.sh, tests/container.sh).
+  ci) pkgs+=(python3-venv python3-yaml redis-server shellcheck docker.io docker-compose mmdebstrap) ;;
   *) echo "usage: $0 build|test|ci" >&2; exit 2 ;;
 esac
 
@@ -61,7 +63,21 @@ node_ok() {
 }
 
 if [ "$want" = ci ]; then
-  # hadolint lints docker/Dockerfile (no Docker engine on build machines).
+  # A Docker engine for the container stage, started when none answers: no
+  # bridge network and no firewall rules; containers run with --network host,
+  # so every connection stays on loopback. Its images and build cache stay
+  # in /var/lib/docker for the next run.
+  if ! docker info >/dev/null 2>&1; then
+    echo "deps: starting dockerd --bridge=none --iptables=false (log: /var/log/dockerd.log)" >&2
+    as_root sh -c 'setsid dockerd --bridge=none --iptables=false --data-root /var/lib/docker </dev/null >>/var/log/dockerd.log 2>&1 &'
+    t=0
+    until docker info >/dev/null 2>&1; do
+      t=$((t + 1))
+      [ "$t" -le 60 ] || { echo "deps: dockerd did not answer within 30 s; /var/log/dockerd.log:" >&2; tail -n 20 /var/log/dockerd.log >&2; exit 1; }
+      sleep 0.5
+    done
+  fi
+  # hadolint lints docker/Dockerfile.
   venv=target/ci-venv
   if [ ! -x "$venv/bin/hadolint" ]; then
     python3 -m venv "$venv"
