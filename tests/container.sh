@@ -20,11 +20,14 @@ COMPOSE_FILE=$PWD/docker/compose.yml
 GRACE=5   # grace_period (seconds) in the configuration below
 
 PASS=0 FAIL=0 SKIP=0
+summary() { echo "$PASS passed, $FAIL failed, $SKIP skipped"; }
 ok()   { PASS=$((PASS + 1)); printf 'ok    %s\n' "$1"; }
 bad()  { FAIL=$((FAIL + 1)); printf 'FAIL  %s\n' "$1"; shift; local l; for l in "$@"; do printf '        %s\n' "$l"; done; }
 skip() { SKIP=$((SKIP + 1)); printf 'skip  %s\n' "$1"; }
 # check NAME COND_EXIT_STATUS DETAIL...: count one check from a test's result.
 check() { local name=$1 rc=$2; shift 2; if [ "$rc" = 0 ]; then ok "$name"; else bad "$name" "$@"; fi; }
+# abort NAME DETAIL...: a failure after which nothing else can be checked.
+abort() { bad "$@"; summary; exit 1; }
 
 # poll SECONDS COMMAND...: run COMMAND until it succeeds; fail after SECONDS.
 poll() {
@@ -70,15 +73,21 @@ http() {
         -H "Host: $host" "$@" "http://127.0.0.1:$port$path" 2>"$TMP/curl.err") || STATUS=000
     BODY=$(cat "$TMP/body" 2>/dev/null || true)
 }
-header() { grep -i "^$1:" "$HEADERS" | head -n1 | cut -d: -f2- | tr -d '\r' | sed 's/^ *//'; }
+# header NAME: the value of NAME in the last answer ('' when absent).
+header() {
+    local v
+    v=$(grep -i -m1 "^$1:" "$HEADERS" 2>/dev/null || true)
+    v=${v#*:}; v=${v//$'\r'/}
+    printf '%s' "${v# }"
+}
 # http_is PORT HOST PATH STATUS: for poll.
 http_is() { http "$1" "$2" "$3"; [ "$STATUS" = "$4" ]; }
-state() { docker inspect -f "$2" "$1" 2>/dev/null; }
+state() { docker inspect -f "$2" "$1" 2>/dev/null || true; }
 file_has() { [ -f "$1" ] && grep -qF -- "$2" "$1"; }
 
 for img in "$IMAGE" "$REDIS_IMAGE"; do
     docker image inspect "$img" >/dev/null 2>&1 \
-        || { echo "container.sh: no image $img here: build it with docker/build.sh --redis" >&2; exit 1; }
+        || abort "image $img is here" "build it with docker/build.sh --redis (an engine must run: scripts/deps.sh ci)"
 done
 echo "container.sh: image $IMAGE ($(( $(state "$IMAGE" '{{.Size}}') / 1000000 )) MB)"
 
@@ -115,7 +124,7 @@ os.rename(os.path.join(d, "port.tmp"), os.path.join(d, "port"))
 s.serve_forever()
 EOF
 ORIGIN_PID=$!
-poll 10 test -s "$TMP/origin/port" || { echo "container.sh: the test origin did not start:" >&2; cat "$TMP/origin/log" >&2; exit 1; }
+poll 10 test -s "$TMP/origin/port" || abort "the test's origin starts on the host" "$(cat "$TMP/origin/log")"
 ORIGIN=$(cat "$TMP/origin/port")
 
 CONF=$TMP/conf/edgeward.yaml
@@ -167,11 +176,11 @@ check "edgeward check: a broken file exits 1 with file:line:col and the error" "
 
 # --------------------------------------------------------------------- run
 echo "== run (docker run --network host, config and log volumes)"
-docker run -d --name "$MAIN" --network host \
+out=$(docker run -d --name "$MAIN" --network host \
     -v "$TMP/conf:/etc/edgeward:ro" -v "$TMP/logs:/var/log/edgeward" \
     --health-cmd "curl -fsS -o /dev/null http://127.0.0.1:$ADMIN/health" \
     --health-interval 1s --health-timeout 3s --health-start-period 1s --health-retries 3 \
-    "$IMAGE" >/dev/null
+    "$IMAGE" 2>&1) || abort "docker run" "$out"
 STARTED_AT=$(state "$MAIN" '{{.State.StartedAt}}')
 
 if poll 30 http_is "$ADMIN" localhost /health 200 && grep -q '"status":"ok"' <<<"$BODY" && grep -q '"sites":2' <<<"$BODY"; then rc=0; else rc=1; fi
@@ -194,7 +203,7 @@ waf_rid=$(header X-Request-Id)
 if [ "$STATUS" = 403 ] && grep -qF "$waf_rid" <<<"$BODY"; then rc=0; else rc=1; fi
 check "WAF (strong profile, the CRS inside the image): SQL injection gets 403 with the request id" "$rc" "status $STATUS, id '$waf_rid': $BODY"
 if [ -n "$waf_rid" ] && poll 10 file_has "$TMP/logs/waf-events.jsonl" "\"request_id\":\"$waf_rid\"" \
-    && grep -F "\"request_id\":\"$waf_rid\"" "$TMP/logs/waf-events.jsonl" | grep -q '"action":"blocked".*942100'; then rc=0; else rc=1; fi
+    && grep -F "\"request_id\":\"$waf_rid\"" "$TMP/logs/waf-events.jsonl" | grep '"action":"blocked".*942100' >/dev/null; then rc=0; else rc=1; fi
 check "WAF event log in the log volume: the block, rule 942100" "$rc" "$(tail -n 2 "$TMP/logs/waf-events.jsonl" 2>&1)"
 
 http "$HTTP" app.test /
@@ -219,7 +228,7 @@ check "logs land in the volume: the access log has the request, files owned by 1
 http "$HTTP" reload.test /
 before=$STATUS
 sed -i 's/addresses: \["proxied.test"\]/addresses: ["proxied.test", "reload.test"]/' "$CONF"
-docker kill -s HUP "$MAIN" >/dev/null
+docker kill -s HUP "$MAIN" >/dev/null || true
 if [ "$before" = 404 ] && poll 15 http_is "$HTTP" reload.test / 200 && [ "$BODY" = "origin says $TOKEN" ] \
     && [ "$(state "$MAIN" '{{.State.Running}} {{.State.StartedAt}} {{.RestartCount}}')" = "true $STARTED_AT 0" ]; then rc=0; else rc=1; fi
 check "docker kill -s HUP reloads: the new address answers (404 before), same container process" "$rc" \
@@ -234,16 +243,17 @@ curl -sS -o "$TMP/slow.body" -w '%{http_code}' --max-time 30 -H 'Host: proxied.t
 slow_pid=$!
 poll 10 test -e "$TMP/origin/slow-started" || true
 t0=$(date +%s%N)
-docker stop -t 30 "$MAIN" >/dev/null
+docker stop -t 30 "$MAIN" >/dev/null || true
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 wait "$slow_pid" || true
 exit_state=$(state "$MAIN" '{{.State.Status}} {{.State.ExitCode}} {{.State.OOMKilled}}')
+main_log=$(docker logs "$MAIN" 2>&1)
 if [ "$(cat "$TMP/slow.status")" = 200 ] && [ "$(cat "$TMP/slow.body")" = "slow done" ] \
     && [ "$exit_state" = "exited 0 false" ] && [ "$ms" -le $((GRACE * 1000)) ] \
-    && docker logs "$MAIN" 2>&1 | grep -q 'SIGTERM: graceful stop'; then rc=0; else rc=1; fi
+    && grep -q 'SIGTERM: graceful stop; no new connections, 1 request(s) in flight' <<<"$main_log"; then rc=0; else rc=1; fi
 check "docker stop: the request in flight gets its 200, exit code 0 after ${ms} ms (grace_period ${GRACE}s)" "$rc" \
     "in-flight request: $(cat "$TMP/slow.status") $(cat "$TMP/slow.body" 2>/dev/null)" "state: $exit_state" \
-    "$(docker logs "$MAIN" 2>&1 | tail -n 5)"
+    "$(grep -E 'SIGTERM|in flight|stopped' <<<"$main_log")"
 
 skip "HTTPS: TLS termination has not landed in edgeward yet"
 
@@ -300,15 +310,17 @@ EOF
     check "compose: the entry is in Redis (redis-cli --scan ${PREFIX}e:*)" "$rc" "$keys"
 
     # A new edgeward process has nothing in memory: a hit now comes from Redis.
+    before=$(state "$cid" '{{.State.StartedAt}}')
     out=$(compose restart edgeward 2>&1) || true
-    if poll 60 sh -c "[ \"\$(docker inspect -f '{{.State.Health.Status}}' '$cid')\" = healthy ]"; then
+    after=$(state "$cid" '{{.State.StartedAt}}')
+    if [ "$before" != "$after" ] && poll 60 http_is "$C_ADMIN" localhost /health 200; then
         http "$C_HTTP" demo.localhost /
         third="$STATUS $(header Cache-Status)"
     else
-        third="edgeward not healthy after restart: $out"
+        third="edgeward did not come back after the restart ($before, $after): $out"
     fi
     [ "$third" = "200 edgeward; hit" ] && rc=0 || rc=1
-    check "compose: after docker-compose restart edgeward, the first request is a hit from Redis" "$rc" "$third"
+    check "compose: after docker-compose restart edgeward (a new process), the first request is a hit from Redis" "$rc" "$third"
 
     out=$(compose stop 2>&1) || true
     codes="$(state "$cid" '{{.State.ExitCode}}') $(state "$rid" '{{.State.ExitCode}}')"
@@ -316,5 +328,5 @@ EOF
     check "compose: docker-compose stop, exit codes 0 (edgeward, redis)" "$rc" "$codes" "$out"
 fi
 
-echo "$PASS passed, $FAIL failed, $SKIP skipped"
+summary
 [ "$FAIL" = 0 ]
