@@ -378,3 +378,95 @@ fn check_refuses_unusable_certificates() {
     assert_eq!(code, 1);
     assert!(out.contains("no HTTPS listener"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rsa_certificates_work_too() {
+    let c = certs();
+    let rsa = TestCert::rsa(c.dir.path(), "rsa", "rsa cert", &["rsa.test"]);
+    let up = Upstream::start("up", Behaviour::Echo).await;
+    let ew = Edgeward::start(&conf(&c, &up.address(), true).site("rsa", |s| {
+        s.address("rsa.test")
+            .upstream(&up.address())
+            .set("tls", &rsa.flow())
+    }))
+    .await;
+    for max in [Some(SslVersion::TLS1_2), None] {
+        let h = handshake(ew.tls_port, Some("rsa.test"), max, &[]).unwrap();
+        assert_eq!(h.cn, "rsa cert");
+    }
+    let r = curl(ew.tls_port, "rsa.test", "/", &rsa.cert, &["--http2"])
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.http_version.as_str()), (200, "2"));
+}
+
+/// 200 HTTPS requests while 10 reloads swap the certificate back and forth:
+/// half are held at the upstream for the whole storm (their connections and
+/// configuration predate it), half start between reloads. Every one is
+/// answered 200 by the upstream, on a handshake that presented one of the
+/// two certificates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn https_requests_during_certificate_reloads() {
+    use std::sync::atomic::Ordering;
+    let c = certs();
+    let (open_gate, gate) = tokio::sync::watch::channel(false);
+    let up = Upstream::start("up", Behaviour::Gated(gate)).await;
+    let conf =
+        conf(&c, &up.address(), true).edit_site("blog", |s| s.set("https_redirect", "false"));
+    let ew = Edgeward::start(&conf).await;
+    let port = ew.tls_port;
+    let spawn = |path: String| {
+        tokio::task::spawn_blocking(move || {
+            let mut s = tls_connect(port, "blog.test")?;
+            let cn = s
+                .ssl()
+                .peer_certificate()
+                .and_then(|c| {
+                    c.subject_name()
+                        .entries()
+                        .next()
+                        .and_then(|e| e.data().to_string().ok())
+                })
+                .unwrap_or_default();
+            let text = https_raw(
+                &mut s,
+                &format!("GET {path} HTTP/1.1\r\nHost: blog.test\r\nConnection: close\r\n\r\n"),
+            )?;
+            Ok::<_, String>((path, cn, text))
+        })
+    };
+    let mut requests: Vec<_> = (0..100).map(|i| spawn(format!("/hold/{i}"))).collect();
+    eventually(DEADLINE, "100 held requests at the upstream", || async {
+        (up.hits.load(Ordering::SeqCst) == 100).then_some(())
+    })
+    .await;
+    for n in 0..10 {
+        let cn = if n % 2 == 0 {
+            "blog cert B"
+        } else {
+            "blog cert"
+        };
+        TestCert::new(c.dir.path(), "blog", cn, &["blog.test"]);
+        let log = ew.reload(&conf).await;
+        assert!(!log.contains("reload failed"), "{log}");
+        requests.extend((0..10).map(|i| spawn(format!("/now/{n}/{i}"))));
+    }
+    open_gate.send(true).unwrap();
+    let mut failures = Vec::new();
+    for r in requests {
+        match r.await.unwrap() {
+            Ok((path, cn, text))
+                if text.starts_with("HTTP/1.1 200")
+                    && text.contains(&format!("GET {path}\n"))
+                    && (cn == "blog cert" || cn == "blog cert B") => {}
+            Ok((path, cn, text)) => failures.push(format!("{path} ({cn}): {text}")),
+            Err(e) => failures.push(e),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+}

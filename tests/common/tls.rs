@@ -72,6 +72,29 @@ impl TestCert {
         Self::valid(dir, file, cn, names, now() - 3600, now() + 86_400)
     }
 
+    /// A certificate with an RSA 2048 key.
+    pub(crate) fn rsa(dir: &Path, file: &str, cn: &str, names: &[&str]) -> TestCert {
+        let key = PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
+        Self::write(
+            dir,
+            file,
+            cn,
+            &key,
+            &build(cn, names, &key, now() - 3600, now() + 86_400),
+        )
+    }
+
+    fn write(dir: &Path, file: &str, cn: &str, key: &PKey<Private>, cert: &X509) -> TestCert {
+        let tc = TestCert {
+            cert: dir.join(format!("{file}.pem")),
+            key: dir.join(format!("{file}.key")),
+            cn: cn.to_string(),
+        };
+        std::fs::write(&tc.cert, cert.to_pem().unwrap()).unwrap();
+        std::fs::write(&tc.key, key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+        tc
+    }
+
     /// The same with its own validity window (Unix seconds).
     pub(crate) fn valid(
         dir: &Path,
@@ -82,15 +105,7 @@ impl TestCert {
         until: i64,
     ) -> TestCert {
         let key = p256();
-        let cert = build(cn, names, &key, from, until);
-        let tc = TestCert {
-            cert: dir.join(format!("{file}.pem")),
-            key: dir.join(format!("{file}.key")),
-            cn: cn.to_string(),
-        };
-        std::fs::write(&tc.cert, cert.to_pem().unwrap()).unwrap();
-        std::fs::write(&tc.key, key.private_key_to_pem_pkcs8().unwrap()).unwrap();
-        tc
+        Self::write(dir, file, cn, &key, &build(cn, names, &key, from, until))
     }
 
     /// `{ certificate: ..., key: ... }` for the configuration.
