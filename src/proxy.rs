@@ -126,7 +126,7 @@ impl ProxyHttp for EdgeProxy {
             .map(|a| a.ip());
         let front = match request::front(req, peer, &ctx.config.trusted_proxies) {
             Ok(front) => front,
-            Err(why) => return ctx.answer(session, Page::new(400, why)).await,
+            Err(why) => return ctx.answer(session, Page::new(400, why.message())).await,
         };
         (ctx.host, ctx.peer_ip, ctx.client_ip) = (front.host, front.peer_ip, front.client_ip);
         ctx.tls_version = session
