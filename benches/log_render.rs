@@ -64,6 +64,7 @@ fn record<'a>(req: &'a HeaderMap, resp: &'a HeaderMap) -> Record<'a> {
         request_id: "01HQ3Z8X7K4M2N5P6R7S8T9V0W",
         site: "blog",
         scheme: "https",
+        ssl_version: Some("TLSv1.3"),
         started,
         completed: started + duration,
         duration,

@@ -11,9 +11,10 @@ want=${1:-build}
 # cmake + a C compiler: Pingora's libz-ng-sys; pkg-config for -sys crates;
 # python3: the demo site's upstream (scripts/run).
 # libmodsecurity-dev + modsecurity-crs: the WAF engine (libmodsecurity 3) and
-# the OWASP Core Rule Set 3.3.4 it runs.
+# the OWASP Core Rule Set 3.3.4 it runs. libssl-dev: HTTPS on the system's
+# OpenSSL 3 (see .cargo/config.toml).
 pkgs=(ca-certificates curl build-essential cmake pkg-config python3
-      libmodsecurity-dev modsecurity-crs)
+      libmodsecurity-dev modsecurity-crs libssl-dev)
 # redis-server: the cache tests run a real Redis.
 case "$want" in
   build) ;;

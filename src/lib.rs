@@ -13,6 +13,7 @@
 //! - `supervisor`: tenants' programs, started on demand
 //! - `waf`: the Web Application Firewall (libmodsecurity + CRS)
 //! - `cache`: the HTTP cache (pingora-cache, memory or Redis)
+//! - `tls`: HTTPS: certificates by SNI, `https_redirect`, HSTS
 //! - `logs`: access logs and the sites log, written by one writer thread
 //! - `pages`: edgeward's own responses
 //! - `admin`, `metrics`: `/metrics` and `/health`
@@ -35,5 +36,6 @@ mod request_id;
 mod server;
 mod sites;
 mod supervisor;
+mod tls;
 mod upstream;
 mod waf;

@@ -19,6 +19,7 @@ pub(crate) struct Live {
 impl Live {
     pub(crate) fn new(path: PathBuf, config: Config) -> Live {
         metrics::SITES.set(config.sites.len() as i64);
+        crate::tls::install(config.certificates.clone(), config.certificate_expiries());
         Live {
             current: ArcSwap::from_pointee(config),
             path,
@@ -44,6 +45,8 @@ impl Live {
                 let new = Arc::new(new);
                 metrics::SITES.set(new.sites.len() as i64);
                 self.current.store(new.clone());
+                // New handshakes get the new certificates.
+                crate::tls::install(new.certificates.clone(), new.certificate_expiries());
                 // New files for new sites, removed sites' files closed.
                 crate::logs::reopen();
                 // Programs of removed or changed sites are stopped.
@@ -76,6 +79,9 @@ impl Live {
 
 /// Settings bound at start-up (listeners, threads) need a restart.
 fn warn_static_changes(old: &Config, new: &Config) {
+    if old.tls.listen != new.tls.listen {
+        warn!("reload: `tls.listen` changed; the new addresses take effect at the next restart");
+    }
     if old.listen != new.listen {
         warn!("reload: `listen` changed; the new addresses take effect at the next restart");
     }

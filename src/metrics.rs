@@ -3,7 +3,7 @@
 //! `Site`, so the request path does no label lookups.
 
 use pingora_prometheus::prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
 };
 use std::sync::LazyLock;
 
@@ -105,6 +105,32 @@ pub(crate) static LOG_WRITE_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
 pub(crate) static SITES: LazyLock<IntGauge> = LazyLock::new(|| {
     register(
         IntGauge::new("edgeward_sites", "Sites in the live configuration.").expect("valid metric"),
+    )
+});
+
+pub(crate) static TLS_HANDSHAKE_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "edgeward_tls_handshake_failures_total",
+                "TLS handshakes refused by edgeward, by reason.",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+pub(crate) static TLS_CERTIFICATE_EXPIRY: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register(
+        IntGaugeVec::new(
+            Opts::new(
+                "edgeward_tls_certificate_expiry_timestamp_seconds",
+                "When each site's certificate expires (notAfter, Unix time); site \"-\" is tls.default_certificate.",
+            ),
+            &["site"],
+        )
+        .expect("valid metric"),
     )
 });
 
@@ -235,6 +261,10 @@ pub(crate) fn init() {
         WAF_ENGINE_SECONDS.with_label_values(&[p]);
     }
     LazyLock::force(&WAF_HANDOFF_SECONDS);
+    for r in ["unknown_name", "no_server_name", "certificate"] {
+        TLS_HANDSHAKE_FAILURES.with_label_values(&[r]);
+    }
+    LazyLock::force(&TLS_CERTIFICATE_EXPIRY);
 }
 
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];

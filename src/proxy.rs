@@ -7,7 +7,7 @@ use crate::live::{InFlight, Live};
 use crate::pages::Page;
 use crate::sites::{Config, Site};
 use crate::upstream::UpstreamTarget;
-use crate::{cache, logs, metrics, request, request_id, supervisor, upstream, waf};
+use crate::{cache, logs, metrics, request, request_id, supervisor, tls, upstream, waf};
 use async_trait::async_trait;
 use log::warn;
 use pingora::cache::key::HashBinary;
@@ -17,6 +17,7 @@ use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -59,6 +60,8 @@ pub(crate) struct RequestCtx {
     waf: Option<waf::Inspection>,
     /// Set when the WAF stopped the request in its body phase.
     waf_status: u16,
+    /// The TLS version of the client connection (None: plain HTTP).
+    tls_version: Option<Cow<'static, str>>,
     _in_flight: InFlight,
 }
 
@@ -104,6 +107,7 @@ impl ProxyHttp for EdgeProxy {
             cache: cache::CacheCtx::default(),
             waf: None,
             waf_status: 0,
+            tls_version: None,
             _in_flight: InFlight::enter(),
         }
     }
@@ -122,9 +126,14 @@ impl ProxyHttp for EdgeProxy {
             .map(|a| a.ip());
         let front = match request::front(req, peer, &ctx.config.trusted_proxies) {
             Ok(front) => front,
-            Err(why) => return ctx.answer(session, Page::new(400, why)).await,
+            Err(why) => return ctx.answer(session, Page::new(400, why.message())).await,
         };
         (ctx.host, ctx.peer_ip, ctx.client_ip) = (front.host, front.peer_ip, front.client_ip);
+        ctx.tls_version = session
+            .digest()
+            .and_then(|d| d.ssl_digest.as_ref())
+            .map(|t| t.version.clone());
+        ctx.cache = cache::CacheCtx::new(ctx.tls_version.is_some());
         let Some(site) = ctx.config.site_for_host(ctx.host.as_deref()).cloned() else {
             let page = Page::new(404, "No site is configured for this host name.");
             return ctx.answer(session, page).await;
@@ -141,6 +150,14 @@ impl ProxyHttp for EdgeProxy {
             )
             .await?;
             return Ok(true);
+        }
+        if site.tls.https_redirect && ctx.tls_version.is_none() {
+            let page = tls::redirect(
+                session.req_header(),
+                ctx.host.as_deref(),
+                ctx.config.https_port(),
+            );
+            return ctx.answer(session, page).await;
         }
         if let Some(w) = &site.waf
             && let Some((inspection, decision)) =
@@ -316,7 +333,12 @@ impl ProxyHttp for EdgeProxy {
             let xff = request::forwarded_for(sent.iter().map(|v| v.as_bytes()), peer);
             req.insert_header("x-forwarded-for", xff)?;
         }
-        req.insert_header("x-forwarded-proto", "http")?;
+        let proto = if ctx.tls_version.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        req.insert_header("x-forwarded-proto", proto)?;
         req.insert_header(request_id::HEADER, &ctx.request_id)?;
         // HTTP/2 clients send :authority only; an HTTP/1.1 upstream needs Host.
         if !req.headers.contains_key(http::header::HOST)
@@ -359,6 +381,9 @@ impl ProxyHttp for EdgeProxy {
         )
         .await?;
         resp.insert_header(request_id::HEADER, &ctx.request_id)?;
+        if let (Some(site), Some(_)) = (&ctx.site, &ctx.tls_version) {
+            tls::strict_transport_security(&site.tls, resp)?;
+        }
         if ctx.upstream_failed {
             // A stale entry served because the upstream failed: Pingora
             // closes the connection after it, so the response must say so
@@ -477,7 +502,13 @@ impl ProxyHttp for EdgeProxy {
                 host: ctx.host.as_deref(),
                 request_id: &ctx.request_id,
                 site: &site.id,
-                scheme: if session.was_upgraded() { "ws" } else { "http" },
+                scheme: match (session.was_upgraded(), ctx.tls_version.is_some()) {
+                    (false, false) => "http",
+                    (false, true) => "https",
+                    (true, false) => "ws",
+                    (true, true) => "wss",
+                },
+                ssl_version: ctx.tls_version.as_deref(),
                 started: ctx.started_at,
                 completed: SystemTime::now(),
                 duration: ctx.started.elapsed(),

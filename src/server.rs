@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use log::{error, info};
 use pingora::apps::HttpServerOptions;
 use pingora::apps::http_app::HttpServer;
+use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
@@ -60,13 +61,20 @@ pub(crate) enum StartError {
     SignalThread(std::io::Error),
     #[error("the signal thread died")]
     SignalThreadDied,
+    #[error("TLS settings: {0}")]
+    Tls(Box<pingora::Error>),
 }
 
 /// Start serving `config` (loaded from `path`) until a stop signal.
 pub(crate) fn run(path: PathBuf, config: Config) -> Result<(), StartError> {
     // Fail with a clear message when an address is taken, before Pingora
     // starts its runtimes.
-    for addr in config.listen.iter().chain(config.admin_listen.iter()) {
+    for addr in config
+        .listen
+        .iter()
+        .chain(config.tls.listen.iter())
+        .chain(config.admin_listen.iter())
+    {
         can_bind(addr).map_err(|source| StartError::Listen {
             addr: addr.clone(),
             source,
@@ -85,6 +93,7 @@ pub(crate) fn run(path: PathBuf, config: Config) -> Result<(), StartError> {
     server.bootstrap();
 
     let listen = config.listen.clone();
+    let tls_listen = config.tls.listen.clone();
     let admin_listen = config.admin_listen.clone();
     let sites = config.sites.len();
     crate::supervisor::SUPERVISOR.apply(&config.supervisor, config.programs());
@@ -106,6 +115,17 @@ pub(crate) fn run(path: PathBuf, config: Config) -> Result<(), StartError> {
                 .l4_buffer(L4BufferSettings::default().write(CLIENT_WRITE_BUFFER)),
         );
     }
+    for addr in &tls_listen {
+        let mut settings = TlsSettings::with_callbacks(Box::new(crate::tls::CertSelector))
+            .map_err(StartError::Tls)?;
+        settings.enable_h2();
+        settings.set_servername_callback(crate::tls::check_server_name);
+        proxy.add_listener(
+            ListenerConfig::tcp(addr.as_str())
+                .tls(settings)
+                .l4_buffer(L4BufferSettings::default().write(CLIENT_WRITE_BUFFER)),
+        );
+    }
     server.add_service(proxy);
 
     if let Some(addr) = &admin_listen {
@@ -120,9 +140,14 @@ pub(crate) fn run(path: PathBuf, config: Config) -> Result<(), StartError> {
 
     start_signal_thread(live.clone())?;
     info!(
-        "edgeward {} serving {sites} site(s) on {}{}",
+        "edgeward {} serving {sites} site(s) on {}{}{}",
         env!("CARGO_PKG_VERSION"),
         listen.join(", "),
+        if tls_listen.is_empty() {
+            String::new()
+        } else {
+            format!("; HTTPS on {}", tls_listen.join(", "))
+        },
         admin_listen
             .map(|a| format!("; admin on {a}"))
             .unwrap_or_default()

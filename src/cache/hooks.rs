@@ -36,6 +36,18 @@ pub(crate) struct CacheCtx {
     revalidation: Option<http::HeaderMap>,
     /// The key `serve_fresh_hit` built, for `cache_key` when it fell through.
     key: Option<CacheKey>,
+    /// The request came over HTTPS: its responses are stored apart.
+    https: bool,
+}
+
+impl CacheCtx {
+    /// The state of a request that came over HTTPS (`https`) or plain HTTP.
+    pub(crate) fn new(https: bool) -> CacheCtx {
+        CacheCtx {
+            https,
+            ..CacheCtx::default()
+        }
+    }
 }
 
 /// The cache answers GET and HEAD, never an upgrade (WebSocket).
@@ -78,7 +90,7 @@ pub(crate) fn cache_key(
 ) -> Result<CacheKey> {
     match cc.key.take() {
         Some(key) => Ok(key),
-        None => build_key(session, site, host),
+        None => build_key(session, site, host, cc.https),
     }
 }
 
@@ -123,7 +135,7 @@ pub(crate) async fn serve_fresh_hit(
     {
         return Ok(false);
     }
-    let key = build_key(session, Some(site), host)?;
+    let key = build_key(session, Some(site), host, cc.https)?;
     let found = store(settings).fresh(&key.combined_bin(), SystemTime::now());
     let Some(found) = found else {
         cc.key = Some(key);

@@ -5,9 +5,11 @@
 
 use super::cidr::Cidr;
 use super::file::{
-    AccessLogFile, CacheFile, SiteCacheFile, SiteWafFile, SupervisorFile, UpstreamFile, WafFile,
+    AccessLogFile, CacheFile, SiteCacheFile, SiteTlsFile, SiteWafFile, SupervisorFile, TlsFile,
+    UpstreamFile, WafFile,
 };
 use super::report::Place;
+use super::units::ConfDuration;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -25,6 +27,7 @@ pub(crate) struct Document {
     pub(crate) supervisor: Option<SupervisorFile>,
     pub(crate) cache: Option<CacheFile>,
     pub(crate) waf: Option<WafFile>,
+    pub(crate) tls: Option<TlsFile>,
     /// Every site whose name and shape could be read, in file order.
     pub(crate) sites: Vec<SiteDoc>,
 }
@@ -33,6 +36,7 @@ pub(crate) struct Document {
 pub(crate) const SUPERVISOR: &[&str] = &["supervisor"];
 pub(crate) const CACHE: &[&str] = &["cache"];
 pub(crate) const WAF: &[&str] = &["waf"];
+pub(crate) const TLS: &[&str] = &["tls"];
 
 /// One site: `accounts.<account>.sites.<name>`.
 #[derive(Debug)]
@@ -51,6 +55,9 @@ pub(crate) struct SiteDoc {
     pub(crate) waf: Option<SiteWafFile>,
     pub(crate) cache: Option<SiteCacheFile>,
     pub(crate) access_log: Option<AccessLogFile>,
+    pub(crate) tls: Option<SiteTlsFile>,
+    pub(crate) https_redirect: Option<bool>,
+    pub(crate) hsts: Option<ConfDuration>,
     /// The site itself (its sections are children of this place).
     pub(crate) at: Place,
 }

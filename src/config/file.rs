@@ -123,3 +123,32 @@ pub(crate) struct AccessLogFile {
     pub(crate) file: Option<String>,
     pub(crate) format: Option<String>,
 }
+
+/// Global `tls:` section: the HTTPS listeners and the default certificate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TlsFile {
+    /// `IP:PORT` addresses that speak HTTPS.
+    pub(crate) listen: Option<Vec<String>>,
+    pub(crate) default_certificate: Option<CertificateFile>,
+    /// Automatic certificates (not available yet: refused with a message).
+    pub(crate) acme: Option<serde_yaml::Value>,
+    pub(crate) storage: Option<serde_yaml::Value>,
+}
+
+/// A certificate chain (PEM, leaf first) and its private key (PEM).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CertificateFile {
+    pub(crate) certificate: String,
+    pub(crate) key: String,
+}
+
+/// A site's `tls:` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SiteTlsFile {
+    pub(crate) certificate: Option<String>,
+    pub(crate) key: Option<String>,
+    pub(crate) acme: Option<bool>,
+}

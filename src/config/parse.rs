@@ -30,10 +30,11 @@ const TOP_KEYS: &[&str] = &[
     "default_site",
     "cache",
     "waf",
+    "tls",
     "accounts",
 ];
 
-const SITE_KEYS: &str = "addresses, upstream, waf, cache, access_log";
+const SITE_KEYS: &str = "addresses, upstream, waf, cache, access_log, tls, https_redirect, hsts";
 
 /// The text of the configuration file at `path`.
 pub(crate) fn read(path: &Path) -> Result<String, ConfigErrors> {
@@ -199,6 +200,7 @@ impl Reader {
                 "default_site" => g.default_site = self.de(v, &p),
                 "cache" => self.doc.cache = self.de(v, &p),
                 "waf" => self.doc.waf = self.de(v, &p),
+                "tls" => self.doc.tls = self.de(v, &p),
                 "accounts" => match v {
                     Value::Mapping(m) => {
                         for (name, acc) in m {
@@ -377,6 +379,9 @@ impl Reader {
             waf: None,
             cache: None,
             access_log: None,
+            tls: None,
+            https_redirect: None,
+            hsts: None,
             at: sp.clone(),
         };
         for (k, v) in map {
@@ -388,6 +393,9 @@ impl Reader {
                 "waf" => site.waf = self.de(v, &p),
                 "cache" => site.cache = self.de(v, &p),
                 "access_log" => site.access_log = self.de(v, &p),
+                "tls" => site.tls = self.de(v, &p),
+                "https_redirect" => site.https_redirect = self.de(v, &p),
+                "hsts" => site.hsts = self.de(v, &p),
                 other => self.report.at_key(
                     &p,
                     format!("unknown key `{other}`; expected one of: {SITE_KEYS}"),

@@ -145,6 +145,22 @@ impl Section<'_> {
         self.report.at_key(&at, message);
     }
 
+    /// Something that works but is probably not what the operator meant:
+    /// logged (with its position) at every check, start and reload, never
+    /// an error.
+    pub(crate) fn warn(&self, keys: &[&str], message: impl std::fmt::Display) {
+        let at = self.place(keys);
+        let pos = self.report.index.value(&at.path);
+        let warning = ConfigError {
+            file: self.report.file.clone(),
+            line: pos.line,
+            col: pos.col,
+            scope: at.scope,
+            message: format!("warning: {message}"),
+        };
+        log::warn!("{warning}");
+    }
+
     /// No error was reported for this section.
     pub(crate) fn ok(&self) -> bool {
         self.report.clean_since(self.mark)

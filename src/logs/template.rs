@@ -57,6 +57,8 @@ pub struct Record<'a> {
     pub site: &'a str,
     /// `http`, `https` or `ws`.
     pub scheme: &'static str,
+    /// `TLSv1.3`, ... (None: plain HTTP).
+    pub ssl_version: Option<&'a str>,
     pub started: SystemTime,
     pub completed: SystemTime,
     pub duration: Duration,
@@ -460,7 +462,10 @@ fn render_var(v: &Var, r: &Record, out: &mut Vec<u8>) {
         Var::RequestProtocol => out.extend_from_slice(r.request_protocol.as_bytes()),
         Var::ResponseSize => uint(out, r.body_bytes),
         Var::Site => client_text(out, Some(r.site.as_bytes())),
-        Var::SslVersion => dash(out),
+        Var::SslVersion => match r.ssl_version {
+            Some(v) => out.extend_from_slice(v.as_bytes()),
+            None => dash(out),
+        },
         Var::Status => uint(out, u64::from(r.status)),
     }
 }

@@ -64,10 +64,14 @@ static WRITER: LazyLock<Writer> = LazyLock::new(|| {
     let (tx, rx) = sync_channel(QUEUE_LINES);
     let reopen = Arc::new(AtomicBool::new(false));
     let flag = reopen.clone();
-    std::thread::Builder::new()
+    // Without the thread every line is counted as dropped (below), rather
+    // than a panic on every later request.
+    if let Err(e) = std::thread::Builder::new()
         .name("edgeward-logs".into())
         .spawn(move || run(rx, flag))
-        .expect("start the log writer thread");
+    {
+        log::error!("logs: cannot start the log writer thread, no log line will be written: {e}");
+    }
     Writer { tx, reopen }
 });
 
@@ -75,7 +79,9 @@ impl Writer {
     fn send(&self, msg: Msg) {
         match self.tx.try_send(msg) {
             Ok(()) => {}
-            Err(TrySendError::Full(Msg::Line(..))) => metrics::LOG_DROPPED.inc(),
+            Err(TrySendError::Full(Msg::Line(..)) | TrySendError::Disconnected(Msg::Line(..))) => {
+                metrics::LOG_DROPPED.inc()
+            }
             Err(_) => {}
         }
     }

@@ -7,7 +7,7 @@ mod checks;
 mod forwarded;
 mod host;
 
-pub(crate) use checks::malformed;
+pub(crate) use checks::{Malformed, malformed};
 pub(crate) use forwarded::{client_ip, forwarded_for};
 pub(crate) use host::{normalize_host, request_host};
 
@@ -32,8 +32,9 @@ pub(crate) fn front(
     req: &RequestHeader,
     peer: Option<IpAddr>,
     trusted: &[Cidr],
-) -> Result<Front, &'static str> {
+) -> Result<Front, Malformed> {
     if let Some(why) = malformed(req) {
+        log::debug!("request refused before routing: {}", why.as_str());
         return Err(why);
     }
     let xff: Vec<&[u8]> = if trusted.is_empty() {
@@ -71,9 +72,6 @@ mod tests {
         let f = front(&req, Some(peer), &[]).unwrap();
         assert_eq!(f.client_ip, Some(peer));
         let bad = RequestHeader::build("GET", b"/", None).unwrap();
-        assert_eq!(
-            front(&bad, Some(peer), &[]),
-            Err("An HTTP/1.1 request must carry a Host header.")
-        );
+        assert_eq!(front(&bad, Some(peer), &[]), Err(Malformed::NoHost));
     }
 }

@@ -10,12 +10,12 @@ mod router;
 pub(crate) use router::Router;
 
 use crate::cache::{self, CacheSettings, SiteCache};
-use crate::config::{self, CACHE, ConfigErrors, Document, Report, SUPERVISOR, SiteDoc, WAF};
+use crate::config::{self, CACHE, ConfigErrors, Document, Report, SUPERVISOR, SiteDoc, TLS, WAF};
 use crate::config::{Cidr, Place};
 use crate::logs::{self, AccessLog, SitesLog};
 use crate::metrics::SiteMetrics;
 use crate::upstream::{self, Upstream, UpstreamTarget};
-use crate::{supervisor, waf};
+use crate::{supervisor, tls, waf};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +37,10 @@ pub(crate) struct Config {
     pub(crate) supervisor: supervisor::Settings,
     /// Global `cache:` settings.
     pub(crate) cache: CacheSettings,
+    /// Global `tls:` settings.
+    pub(crate) tls: tls::Settings,
+    /// The certificate of each name, for handshakes.
+    pub(crate) certificates: Arc<tls::CertIndex>,
 }
 
 impl Config {
@@ -53,6 +57,27 @@ impl Config {
         let names: std::collections::BTreeSet<&str> =
             self.sites.iter().map(|s| s.account.as_str()).collect();
         names.len()
+    }
+
+    /// Each certificate's notAfter by site (`-`: the default certificate).
+    pub(crate) fn certificate_expiries(&self) -> impl Iterator<Item = (&str, i64)> {
+        let default = self.tls.default.as_ref().map(|c| ("-", c.not_after));
+        let sites = self.sites.iter().filter_map(|s| {
+            s.tls
+                .certificate
+                .as_ref()
+                .map(|c| (s.id.as_str(), c.not_after))
+        });
+        default.into_iter().chain(sites)
+    }
+
+    /// The port plain requests are redirected to (the first HTTPS listener's).
+    pub(crate) fn https_port(&self) -> u16 {
+        self.tls
+            .listen
+            .first()
+            .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+            .map_or(443, |a| a.port())
     }
 
     /// Every supervised program, by site id.
@@ -80,6 +105,8 @@ pub(crate) struct Site {
     pub(crate) cache: SiteCache,
     /// None when the profile inspects nothing (`disabled`).
     pub(crate) waf: Option<Arc<waf::SiteWaf>>,
+    /// Certificate, redirect to HTTPS, HSTS.
+    pub(crate) tls: tls::SiteTls,
 }
 
 /// Read, validate and build the configuration file at `path`: every error
@@ -101,22 +128,38 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
         doc.supervisor.as_ref(),
         &mut report.section(Place::new(SUPERVISOR, "")),
     );
+    let plain: Vec<String> = doc
+        .listen
+        .iter()
+        .chain(&doc.admin_listen)
+        .cloned()
+        .collect();
+    let tls = tls::config::global(
+        doc.tls.as_ref(),
+        &plain,
+        &mut report.section(Place::new(TLS, "")),
+    );
     let waf = waf.unwrap_or_default();
+    let tls = tls.unwrap_or_default();
     let mut sites = Vec::with_capacity(doc.sites.len());
     let mut router = Router::default();
+    let mut certificates = tls::CertIndex::with_default(tls.default.clone());
     for s in &doc.sites {
-        if let Some(site) = assemble(s, &waf, &mut report) {
+        if let Some(site) = assemble(s, &waf, &tls, &mut report) {
             let index = sites.len();
             for a in &site.addresses {
                 match a.strip_prefix("*.") {
                     Some(domain) => router.insert_wildcard(domain.to_string(), index),
                     None => router.insert_exact(a.clone(), index),
                 };
+                if let Some(c) = &site.tls.certificate {
+                    certificates.insert(a, c.clone());
+                }
             }
             sites.push(Arc::new(site));
         }
     }
-    let config = build(doc, sites, router, cache, supervisor);
+    let config = build(doc, sites, router, cache, supervisor, tls, certificates);
     report.finish(config)
 }
 
@@ -126,6 +169,8 @@ fn build(
     router: Router,
     cache: Option<CacheSettings>,
     supervisor: Option<supervisor::Settings>,
+    tls: tls::Settings,
+    certificates: tls::CertIndex,
 ) -> Option<Config> {
     let default_site = match &doc.default_site {
         Some(id) => Some(sites.iter().position(|s| s.id == *id)?),
@@ -142,12 +187,19 @@ fn build(
         trusted_proxies: doc.trusted_proxies,
         supervisor: supervisor?,
         cache: cache?,
+        tls,
+        certificates: Arc::new(certificates),
     })
 }
 
 /// One site from its sections, each validated by its capability; None (and
 /// the errors in `report`) when any is wrong.
-fn assemble(s: &SiteDoc, waf_settings: &waf::Settings, report: &mut Report) -> Option<Site> {
+fn assemble(
+    s: &SiteDoc,
+    waf_settings: &waf::Settings,
+    tls_settings: &tls::Settings,
+    report: &mut Report,
+) -> Option<Site> {
     let upstream = s
         .upstream
         .as_ref()
@@ -171,15 +223,25 @@ fn assemble(s: &SiteDoc, waf_settings: &waf::Settings, report: &mut Report) -> O
         &sites_log,
         &mut report.section(s.at.child("waf")),
     );
+    let addresses = s.addresses.clone()?;
+    let tls = tls::config::site(
+        &addresses,
+        s.tls.as_ref(),
+        s.https_redirect,
+        s.hsts,
+        tls_settings,
+        &mut report.section(s.at.clone()),
+    );
     Some(Site {
         metrics: SiteMetrics::new(&s.id),
         id: s.id.clone(),
         account: s.account.clone(),
-        addresses: s.addresses.clone()?,
+        addresses,
         upstream: upstream?,
         access_log: access_log?,
         sites_log,
         cache: cache?,
         waf: waf?,
+        tls: tls?,
     })
 }

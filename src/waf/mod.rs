@@ -292,7 +292,10 @@ static POOL: std::sync::LazyLock<Pool> = std::sync::LazyLock::new(|| {
     let rx = Arc::new(std::sync::Mutex::new(rx));
     for i in 0..threads {
         let rx = rx.clone();
-        std::thread::Builder::new()
+        // A thread that cannot start is logged; with none at all the queue
+        // is closed and every inspection fails closed (500), instead of a
+        // panic on every later request.
+        let started = std::thread::Builder::new()
             .name(format!("waf-{i}"))
             .spawn(move || {
                 loop {
@@ -306,8 +309,10 @@ static POOL: std::sync::LazyLock<Pool> = std::sync::LazyLock::new(|| {
                         None => return,
                     }
                 }
-            })
-            .expect("start a WAF engine thread");
+            });
+        if let Err(e) = started {
+            log::error!("waf: cannot start engine thread {i}: {e}");
+        }
     }
     Pool { tx }
 });

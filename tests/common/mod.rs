@@ -12,6 +12,7 @@ mod conf;
 mod origin;
 mod redis_server;
 mod server;
+mod tls;
 mod upstream;
 
 pub(crate) use client::*;
@@ -19,6 +20,7 @@ pub(crate) use conf::*;
 pub(crate) use origin::*;
 pub(crate) use redis_server::*;
 pub(crate) use server::*;
+pub(crate) use tls::*;
 pub(crate) use upstream::*;
 
 use std::net::TcpListener as StdListener;

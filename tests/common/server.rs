@@ -43,6 +43,8 @@ pub(crate) struct Edgeward {
     pub(crate) config_path: PathBuf,
     pub(crate) port: u16,
     pub(crate) admin_port: u16,
+    /// For `{tls}` in the configuration (the HTTPS listener, if any).
+    pub(crate) tls_port: u16,
     pub(crate) log_path: PathBuf,
     child: Option<Child>,
 }
@@ -59,7 +61,7 @@ impl Edgeward {
         // A port picked here can be taken by someone else before edgeward
         // binds it: try again with fresh ports in that case.
         for _attempt in 0..5 {
-            let [port, admin_port] = free_ports();
+            let [port, admin_port, tls_port] = free_ports();
             let config_path = dir.path().join("edgeward.yaml");
             let log_path = dir.path().join("edgeward.log");
             let mut ew = Edgeward {
@@ -67,6 +69,7 @@ impl Edgeward {
                 config_path,
                 port,
                 admin_port,
+                tls_port,
                 log_path,
                 child: None,
             };
@@ -166,7 +169,8 @@ impl Edgeward {
             &format!("127.0.0.1:{}", self.port),
             &format!("127.0.0.1:{}", self.admin_port),
             self.dir.path(),
-        );
+        )
+        .replace("{tls}", &format!("127.0.0.1:{}", self.tls_port));
         std::fs::write(&self.config_path, text).unwrap();
     }
 

@@ -78,6 +78,7 @@ else
     SUITE_COPY="$WORK/cache-tests"
     SUITE="$SUITE_COPY"
     cp -r "$SUITE_SRC" "$SUITE"
+    chmod -R u+w "$SUITE"   # shared/ may come without write bits
     echo "cache-tests: npm ci --omit=dev in a copy of $SUITE_SRC (node $(node --version))" >&2
     if ! (cd "$SUITE" && npm ci --omit=dev --no-audit --no-fund --loglevel=error) >"$WORK/npm.log" 2>&1; then
         cat "$WORK/npm.log" >&2
