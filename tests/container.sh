@@ -92,15 +92,23 @@ done
 echo "container.sh: image $IMAGE ($(( $(state "$IMAGE" '{{.Size}}') / 1000000 )) MB)"
 
 # ------------------------------------------------------------------ fixtures
-read -r HTTP ADMIN < <(free_ports 2)
+read -r HTTP HTTPS ADMIN < <(free_ports 3)
 TOKEN=$RANDOM$RANDOM
-mkdir -p "$TMP/conf/app-www" "$TMP/logs" "$TMP/origin"
+mkdir -p "$TMP/conf/app-www" "$TMP/conf/tls" "$TMP/logs" "$TMP/origin"
 # The log volume: a host directory the image's user (10001) may write.
 chown 10001:10001 "$TMP/logs"
 printf '<p>supervised program says %s</p>\n' "$TOKEN" >"$TMP/conf/app-www/index.html"
+# A self-signed certificate for the proxied site's HTTPS (the key readable by
+# the image's user).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj /CN=proxied.test -addext subjectAltName=DNS:proxied.test \
+    -keyout "$TMP/conf/tls/proxied.key" -out "$TMP/conf/tls/proxied.pem" 2>"$TMP/openssl.err" \
+    || abort "openssl makes the test certificate" "$(cat "$TMP/openssl.err")"
+chmod 0644 "$TMP/conf/tls/proxied.key"
 
 # The origin of the proxied site, on the host: / answers with the token,
-# /slow answers after 2.5 s (and says when it started, for the stop test).
+# /proto with the X-Forwarded-Proto it got, /slow after 2.5 s (and says when
+# it started, for the stop test).
 python3 - "$TMP/origin" "$TOKEN" >"$TMP/origin/log" 2>&1 <<'EOF' &
 import http.server, os, sys, time
 d, token = sys.argv[1], sys.argv[2]
@@ -111,6 +119,8 @@ class H(http.server.BaseHTTPRequestHandler):
             open(os.path.join(d, "slow-started"), "w").close()
             time.sleep(2.5)
             body = b"slow done\n"
+        elif self.path == "/proto":
+            body = ("proto=%s\n" % self.headers.get("X-Forwarded-Proto")).encode()
         else:
             body = ("origin says %s\n" % token).encode()
         self.send_response(200)
@@ -133,6 +143,8 @@ listen: ["127.0.0.1:$HTTP"]
 grace_period: ${GRACE}s
 admin:
   listen: "127.0.0.1:$ADMIN"
+tls:
+  listen: ["127.0.0.1:$HTTPS"]
 waf:
   event_log: /var/log/edgeward/waf-events.jsonl
 accounts:
@@ -143,6 +155,9 @@ accounts:
         addresses: ["proxied.test"]
         upstream:
           address: "127.0.0.1:$ORIGIN"
+        tls:
+          certificate: /etc/edgeward/tls/proxied.pem
+          key: /etc/edgeward/tls/proxied.key
         waf:
           profile: strong
       app:
@@ -193,6 +208,15 @@ http "$HTTP" proxied.test /
 rid=$(header X-Request-Id)
 if [ "$STATUS" = 200 ] && [ "$BODY" = "origin says $TOKEN" ] && [ -n "$rid" ]; then rc=0; else rc=1; fi
 check "proxied site: 200 with the origin's body and an X-Request-Id" "$rc" "status $STATUS, X-Request-Id '$rid': $BODY"
+
+# HTTPS: the site's certificate (verified against it), HTTP/2 by ALPN, and
+# the origin told the request came over TLS.
+out=$(curl -sS --max-time 10 --cacert "$TMP/conf/tls/proxied.pem" --http2 \
+    --resolve "proxied.test:$HTTPS:127.0.0.1" -w ' %{http_code} HTTP/%{http_version}' \
+    "https://proxied.test:$HTTPS/proto" 2>&1) || true
+[ "$out" = "proto=https
+ 200 HTTP/2" ] && rc=0 || rc=1
+check "HTTPS (OpenSSL in the image): the site's certificate, HTTP/2 by ALPN, X-Forwarded-Proto: https upstream" "$rc" "$out"
 
 http "$HTTP" nobody.test /
 [ "$STATUS" = 404 ] && rc=0 || rc=1
@@ -255,7 +279,6 @@ check "docker stop: the request in flight gets its 200, exit code 0 after ${ms} 
     "in-flight request: $(cat "$TMP/slow.status") $(cat "$TMP/slow.body" 2>/dev/null)" "state: $exit_state" \
     "$(grep -E 'SIGTERM|in flight|stopped' <<<"$main_log")"
 
-skip "HTTPS: TLS termination has not landed in edgeward yet"
 
 # ----------------------------------------------------------------- compose
 echo "== compose (docker/compose.yml: edgeward + Redis, cache in Redis)"
