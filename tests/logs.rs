@@ -258,6 +258,9 @@ async fn rename_and_usr1_with_traffic_loses_no_line() {
     let tasks = traffic(ew.port, 8, stop.clone(), ok.clone());
     until_count(&ok, 300).await;
     let log = blog_log(&ew);
+    // The writer is asynchronous: rename once 300 lines are in the file, so
+    // that the rotated file is known to hold them.
+    wait_lines(&log, 300).await;
     let rotated = log.with_extension("log.1");
     std::fs::rename(&log, &rotated).unwrap();
     let before = ok.load(Ordering::SeqCst);

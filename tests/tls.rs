@@ -277,16 +277,7 @@ async fn sighup_swaps_certificates_without_dropping_connections() {
     .await;
     // The old connection still serves, on its old certificate.
     let answer = tokio::task::spawn_blocking(move || {
-        let cn = before
-            .ssl()
-            .peer_certificate()
-            .and_then(|c| {
-                c.subject_name()
-                    .entries()
-                    .next()
-                    .and_then(|e| e.data().to_string().ok())
-            })
-            .unwrap_or_default();
+        let cn = peer_cn(&before);
         let answer = https_raw(
             &mut before,
             "GET /one HTTP/1.1\r\nHost: blog.test\r\nConnection: close\r\n\r\n",
@@ -418,16 +409,7 @@ async fn https_requests_during_certificate_reloads() {
     let spawn = |path: String| {
         tokio::task::spawn_blocking(move || {
             let mut s = tls_connect(port, "blog.test")?;
-            let cn = s
-                .ssl()
-                .peer_certificate()
-                .and_then(|c| {
-                    c.subject_name()
-                        .entries()
-                        .next()
-                        .and_then(|e| e.data().to_string().ok())
-                })
-                .unwrap_or_default();
+            let cn = peer_cn(&s);
             let text = https_raw(
                 &mut s,
                 &format!("GET {path} HTTP/1.1\r\nHost: blog.test\r\nConnection: close\r\n\r\n"),

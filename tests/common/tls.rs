@@ -161,20 +161,29 @@ pub(crate) fn handshake(
         .connect(sni.unwrap_or("ignored.invalid"), tcp)
         .map_err(|e| e.to_string())?;
     let ssl = stream.ssl();
-    let cert = ssl.peer_certificate().ok_or("no certificate")?;
-    let cn = cert
-        .subject_name()
-        .entries_by_nid(Nid::COMMONNAME)
-        .next()
-        .and_then(|e| e.data().to_string().ok())
-        .unwrap_or_default();
+    if ssl.peer_certificate().is_none() {
+        return Err("no certificate".into());
+    }
     Ok(Handshake {
-        cn,
+        cn: peer_cn(&stream),
         version: ssl.version_str().to_string(),
         alpn: ssl
             .selected_alpn_protocol()
             .map(|p| String::from_utf8_lossy(p).into_owned()),
     })
+}
+
+/// The common name of the certificate the server presented ("" if none).
+pub(crate) fn peer_cn(s: &SslStream<TcpStream>) -> String {
+    s.ssl()
+        .peer_certificate()
+        .and_then(|c| {
+            c.subject_name()
+                .entries_by_nid(Nid::COMMONNAME)
+                .next()
+                .and_then(|e| e.data().to_string().ok())
+        })
+        .unwrap_or_default()
 }
 
 /// A TLS connection to edgeward, handshake done (blocking I/O).
