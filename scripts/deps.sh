@@ -70,7 +70,9 @@ if [ "$want" = ci ]; then
   # in /var/lib/docker for the next run.
   if ! docker info >/dev/null 2>&1; then
     echo "deps: starting dockerd --bridge=none --iptables=false (log: /var/log/dockerd.log)" >&2
-    as_root sh -c 'setsid dockerd --bridge=none --iptables=false --data-root /var/lib/docker </dev/null >>/var/log/dockerd.log 2>&1 &'
+    # fds 3-9 closed: the engine outlives this script and must not keep
+    # a lock (flock) or pipe of its caller open.
+    as_root sh -c 'setsid dockerd --bridge=none --iptables=false --data-root /var/lib/docker </dev/null >>/var/log/dockerd.log 2>&1 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &'
     t=0
     until docker info >/dev/null 2>&1; do
       t=$((t + 1))
