@@ -207,3 +207,64 @@ parse_wrk() {
 # ---------------------------------------------------------------- report
 # ratio A B : A/B with 2 decimals, "n/a" when B is not positive.
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
+# ---------------------------------------------------------------- nginx
+# nginx_main DIR WORKERS / nginx_http_common DIR: the configuration every nginx
+# of the benchmarks shares (everything inside DIR; temp paths set explicitly so
+# no /var/lib/nginx access is needed; as root, workers run as the caller).
+nginx_main() {
+    local dir=$1 workers=$2 user=""
+    if [[ $EUID -eq 0 ]]; then
+        user="user $(id -un) $(id -gn);"
+    fi
+    cat <<EOF
+$user
+worker_processes $workers;
+daemon off;
+master_process on;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+EOF
+}
+nginx_http_common() {
+    local dir=$1
+    cat <<EOF
+    access_log off;
+    default_type text/plain;
+    keepalive_timeout 65;
+    keepalive_requests 1000000;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+EOF
+}
+
+# start_origin PORT: the origin of proxy.sh and tls.sh, an nginx (1 worker)
+# answering every request with 200 "hello from upstream" on 127.0.0.1:PORT,
+# in $WORK/upstream ($NGINX and $WORK set by the caller). Sets UP_DIR, UP_PID
+# and EXPECTED_BODY.
+start_origin() {
+    local port=$1
+    UP_DIR="$WORK/upstream"
+    mkdir -p "$UP_DIR/tmp"
+    {
+        nginx_main "$UP_DIR" 1
+        echo "http {"
+        nginx_http_common "$UP_DIR"
+        cat <<EOF
+    server {
+        listen 127.0.0.1:$port;
+        location / { return 200 "hello from upstream\n"; }
+    }
+}
+EOF
+    } >"$UP_DIR/nginx.conf"
+    start_bg upstream "$NGINX" -p "$UP_DIR" -e "$UP_DIR/error.log" -c "$UP_DIR/nginx.conf"
+    UP_PID=$LAST_PID
+    wait_ready upstream "$UP_PID" "http://127.0.0.1:$port/" localhost 10
+    # shellcheck disable=SC2034  # read by the scripts that source this file
+    EXPECTED_BODY="hello from upstream"
+}

@@ -97,59 +97,8 @@ read -r UP_PORT PORT_A PORT_B < <(free_ports 3)
 [[ -n "${PORT_B:-}" ]] || die "could not pick free ports"
 log "work dir $WORK; ports: upstream=$UP_PORT edgeward=$PORT_A nginx=$PORT_B"
 
-USER_DIRECTIVE=""
-if [[ $EUID -eq 0 ]]; then
-    USER_DIRECTIVE="user $(id -un) $(id -gn);"
-fi
-
-# nginx_main DIR WORKERS / nginx_http_common DIR : config shared by both nginx instances
-# (everything inside DIR; temp paths set explicitly so no /var/lib/nginx access is needed)
-nginx_main() {
-    local dir=$1 workers=$2
-    cat <<EOF
-$USER_DIRECTIVE
-worker_processes $workers;
-daemon off;
-master_process on;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 4096; }
-EOF
-}
-nginx_http_common() {
-    local dir=$1
-    cat <<EOF
-    access_log off;
-    default_type text/plain;
-    keepalive_timeout 65;
-    keepalive_requests 1000000;
-    client_body_temp_path $dir/tmp/body;
-    proxy_temp_path $dir/tmp/proxy;
-    fastcgi_temp_path $dir/tmp/fastcgi;
-    uwsgi_temp_path $dir/tmp/uwsgi;
-    scgi_temp_path $dir/tmp/scgi;
-EOF
-}
-
 # ---------------------------------------------------------------- upstream (origin)
-UP_DIR="$WORK/upstream"
-mkdir -p "$UP_DIR/tmp"
-{
-    nginx_main "$UP_DIR" 1
-    echo "http {"
-    nginx_http_common "$UP_DIR"
-    cat <<EOF
-    server {
-        listen 127.0.0.1:$UP_PORT;
-        location / { return 200 "hello from upstream\n"; }
-    }
-}
-EOF
-} >"$UP_DIR/nginx.conf"
-start_bg upstream "$NGINX" -p "$UP_DIR" -e "$UP_DIR/error.log" -c "$UP_DIR/nginx.conf"
-UP_PID=$LAST_PID
-wait_ready upstream "$UP_PID" "http://127.0.0.1:$UP_PORT/" localhost 10
-EXPECTED_BODY="hello from upstream"
+start_origin "$UP_PORT"
 
 # ---------------------------------------------------------------- proxy A: edgeward
 EW_DIR="$WORK/edgeward"

@@ -155,57 +155,8 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
 TLS12_CIPHERS="ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384"
 TLS13_SUITES="TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 
-# ---------------------------------------------------------------- nginx config pieces
-USER_DIRECTIVE=""
-if [[ $EUID -eq 0 ]]; then
-    USER_DIRECTIVE="user $(id -un) $(id -gn);"
-fi
-nginx_main() {
-    local dir=$1 workers=$2
-    cat <<EOF
-$USER_DIRECTIVE
-worker_processes $workers;
-daemon off;
-master_process on;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 4096; }
-EOF
-}
-nginx_http_common() {
-    local dir=$1
-    cat <<EOF
-    access_log off;
-    default_type text/plain;
-    keepalive_timeout 65;
-    keepalive_requests 1000000;
-    client_body_temp_path $dir/tmp/body;
-    proxy_temp_path $dir/tmp/proxy;
-    fastcgi_temp_path $dir/tmp/fastcgi;
-    uwsgi_temp_path $dir/tmp/uwsgi;
-    scgi_temp_path $dir/tmp/scgi;
-EOF
-}
-
 # ---------------------------------------------------------------- upstream (origin)
-UP_DIR="$WORK/upstream"
-mkdir -p "$UP_DIR/tmp"
-{
-    nginx_main "$UP_DIR" 1
-    echo "http {"
-    nginx_http_common "$UP_DIR"
-    cat <<EOF
-    server {
-        listen 127.0.0.1:$UP_PORT;
-        location / { return 200 "hello from upstream\n"; }
-    }
-}
-EOF
-} >"$UP_DIR/nginx.conf"
-start_bg upstream "$NGINX" -p "$UP_DIR" -e "$UP_DIR/error.log" -c "$UP_DIR/nginx.conf"
-UP_PID=$LAST_PID
-wait_ready upstream "$UP_PID" "http://127.0.0.1:$UP_PORT/" localhost 10
-EXPECTED_BODY="hello from upstream"
+start_origin "$UP_PORT"
 
 # ---------------------------------------------------------------- edgeward
 EW_DIR="$WORK/edgeward"
