@@ -261,7 +261,7 @@ pub(crate) fn init() {
         WAF_ENGINE_SECONDS.with_label_values(&[p]);
     }
     LazyLock::force(&WAF_HANDOFF_SECONDS);
-    for r in ["unknown_name", "no_server_name", "certificate"] {
+    for r in crate::tls::Failure::labels() {
         TLS_HANDSHAKE_FAILURES.with_label_values(&[r]);
     }
     LazyLock::force(&TLS_CERTIFICATE_EXPIRY);

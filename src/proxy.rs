@@ -160,8 +160,14 @@ impl ProxyHttp for EdgeProxy {
             return ctx.answer(session, page).await;
         }
         if let Some(w) = &site.waf
-            && let Some((inspection, decision)) =
-                waf::Inspection::start(w, session, &ctx.request_id, ctx.client_ip).await
+            && let Some((inspection, decision)) = waf::Inspection::start(
+                w,
+                session,
+                &ctx.request_id,
+                ctx.client_ip,
+                ctx.tls_version.is_some(),
+            )
+            .await
         {
             ctx.waf = Some(inspection);
             if let Some(status) = decision.stop() {

@@ -120,6 +120,7 @@ pub(crate) fn run(path: PathBuf, config: Config) -> Result<(), StartError> {
             .map_err(StartError::Tls)?;
         settings.enable_h2();
         settings.set_servername_callback(crate::tls::check_server_name);
+        crate::tls::configure(&mut settings);
         proxy.add_listener(
             ListenerConfig::tcp(addr.as_str())
                 .tls(settings)

@@ -5,6 +5,7 @@
 mod common;
 use common::*;
 use openssl::ssl::SslVersion;
+use std::time::Duration;
 
 /// Certificates in a temp dir: `blog` for blog.test, `star` for
 /// *.shop.test, `default` for default.test.
@@ -126,6 +127,96 @@ async fn tls_1_2_and_1_3_only_alpn_h2() {
     );
     let h = handshake(ew.tls_port, Some("blog.test"), None, &["http/1.1"]).unwrap();
     assert_eq!(h.alpn.as_deref(), Some("http/1.1"));
+    // The two refusals are counted under the alert edgeward sent.
+    let m = ew.metrics().await;
+    assert!(
+        m.contains("edgeward_tls_handshake_failures_total{reason=\"protocol_version\"} 2"),
+        "{m}"
+    );
+}
+
+// Handshakes block: the upstreams need a worker of their own meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_handshakes_are_counted_by_reason() {
+    let c = certs();
+    let up = Upstream::start("up", Behaviour::Echo).await;
+    let ew = Edgeward::start(&conf(&c, &up.address(), true)).await;
+    let failures = |m: &str, reason: &str| -> u64 {
+        let key = format!("edgeward_tls_handshake_failures_total{{reason=\"{reason}\"}} ");
+        m.lines()
+            .find_map(|l| l.strip_prefix(key.as_str()))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    };
+    let e = distrusting_handshake(ew.tls_port, "blog.test").unwrap_err();
+    assert!(e.contains("certificate verify failed"), "{e}");
+    eventually(
+        Duration::from_secs(5),
+        "the client's alert counted",
+        || async { (failures(&ew.metrics().await, "client_unknown_ca") == 1).then_some(()) },
+    )
+    .await;
+    hello_and_hang_up(ew.tls_port, "blog.test");
+    hello_and_hang_up(ew.tls_port, "nobody.test");
+    eventually(Duration::from_secs(5), "hang-ups counted", || async {
+        (failures(&ew.metrics().await, "client_closed") == 2).then_some(())
+    })
+    .await;
+    // Finished handshakes are not failures, whatever happens after.
+    for _ in 0..3 {
+        handshake(ew.tls_port, Some("blog.test"), None, &[]).unwrap();
+    }
+    let mut s = tls_connect(ew.tls_port, "a.shop.test").unwrap();
+    https_raw(
+        &mut s,
+        "GET / HTTP/1.1\r\nHost: a.shop.test\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let m = ew.metrics().await;
+    let total: u64 = m
+        .lines()
+        .filter(|l| l.starts_with("edgeward_tls_handshake_failures_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(total, 3, "{m}");
+}
+
+// Handshakes block: the upstreams need a worker of their own meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_resume_with_edgeward_ticket_keys() {
+    let c = certs();
+    let up = Upstream::start("up", Behaviour::Echo).await;
+    let ew = Edgeward::start(&conf(&c, &up.address(), true)).await;
+    for max in [SslVersion::TLS1_2, SslVersion::TLS1_3] {
+        let port = ew.tls_port;
+        let (fresh, first) =
+            tokio::task::spawn_blocking(move || resume(port, "blog.test", max, None).unwrap())
+                .await
+                .unwrap();
+        assert!(!fresh, "{max:?}: nothing to resume yet");
+        let ticket = first.expect("a session ticket");
+        let (reused, _) = tokio::task::spawn_blocking(move || {
+            resume(port, "blog.test", max, Some(&ticket)).unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(reused, "{max:?}: the ticket was not accepted");
+    }
+    // A ticket of another server (its own keys) means a full handshake.
+    let other = Edgeward::start(&conf(&c, &up.address(), true)).await;
+    let port = other.tls_port;
+    let (_, foreign) = tokio::task::spawn_blocking(move || {
+        resume(port, "blog.test", SslVersion::TLS1_3, None).unwrap()
+    })
+    .await
+    .unwrap();
+    let foreign = foreign.expect("a session ticket");
+    let port = ew.tls_port;
+    let (reused, _) = tokio::task::spawn_blocking(move || {
+        resume(port, "blog.test", SslVersion::TLS1_3, Some(&foreign)).unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!reused, "a ticket under another server's key was accepted");
 }
 
 // Handshakes block: the upstreams need a worker of their own meanwhile.
@@ -210,7 +301,9 @@ async fn waf_and_cache_over_https() {
         ],
     );
     let ew = Edgeward::start(
-        &conf(&c, &origin.address(), true).edit_site("blog", |s| s.set("https_redirect", "false")),
+        &conf(&c, &origin.address(), true)
+            .edit_site("blog", |s| s.set("https_redirect", "false"))
+            .waf("event_log", "\"{dir}/waf-events.jsonl\""),
     )
     .await;
     let r = curl(
@@ -223,6 +316,16 @@ async fn waf_and_cache_over_https() {
     .await
     .unwrap();
     assert_eq!(r.status, 403, "{r:?}");
+    // The WAF's event says the request came over HTTPS.
+    let events = ew.dir.path().join("waf-events.jsonl");
+    let line = eventually(Duration::from_secs(5), "the WAF event", || async {
+        std::fs::read_to_string(&events)
+            .ok()
+            .filter(|s| s.ends_with('\n'))
+    })
+    .await;
+    assert!(line.contains("\"scheme\":\"https\""), "{line}");
+    assert!(line.contains("\"action\":\"blocked\""), "{line}");
     // https and http are stored apart: each scheme misses once.
     for _ in 0..2 {
         let r = curl(ew.tls_port, "blog.test", "/page", &c.blog.cert, &[])

@@ -3,6 +3,7 @@
 //! connections keep theirs).
 
 use super::index::CertIndex;
+use super::watch::{self, Failure};
 use crate::metrics;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -29,49 +30,20 @@ pub(crate) fn install<'a>(index: Arc<CertIndex>, expiries: impl Iterator<Item = 
     }
 }
 
-/// Why a handshake failed (`edgeward_tls_handshake_failures_total{reason}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Failure {
-    /// SNI names no site, and there is no default certificate.
-    UnknownName,
-    /// No SNI, and there is no default certificate.
-    NoServerName,
-    /// OpenSSL refused the certificate or key.
-    Certificate,
-}
-
-impl Failure {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Failure::UnknownName => "unknown_name",
-            Failure::NoServerName => "no_server_name",
-            Failure::Certificate => "certificate",
-        }
-    }
-}
-
-fn failed(why: Failure, sni: Option<&str>) {
-    metrics::TLS_HANDSHAKE_FAILURES
-        .with_label_values(&[why.as_str()])
-        .inc();
-    debug!("TLS handshake failed ({}), SNI {sni:?}", why.as_str());
-}
-
 /// The server-name callback: a name with no certificate ends the handshake
 /// with `unrecognized_name`, before any certificate is sent.
 pub(crate) fn check_server_name(ssl: &mut SslRef, alert: &mut SslAlert) -> Result<(), SniError> {
+    watch::start(ssl);
     let sni = ssl.servername(NameType::HOST_NAME);
     if CURRENT.load().lookup(sni).is_some() {
         return Ok(());
     }
-    failed(
-        if sni.is_some() {
-            Failure::UnknownName
-        } else {
-            Failure::NoServerName
-        },
-        sni,
-    );
+    let why = if sni.is_some() {
+        Failure::UnknownName
+    } else {
+        Failure::NoServerName
+    };
+    watch::refused(ssl, why);
     *alert = SslAlert::UNRECOGNIZED_NAME;
     Err(SniError::ALERT_FATAL)
 }
@@ -86,7 +58,7 @@ impl TlsAccept for CertSelector {
         let sni = ssl.servername(NameType::HOST_NAME).map(str::to_string);
         let Some(cert) = index.lookup(sni.as_deref()) else {
             // A reload removed the name between the two callbacks.
-            failed(Failure::UnknownName, sni.as_deref());
+            watch::refused(ssl, Failure::UnknownName);
             return;
         };
         let installed = ext::ssl_use_certificate(ssl, &cert.leaf)
@@ -98,7 +70,7 @@ impl TlsAccept for CertSelector {
             });
         if let Err(e) = installed {
             debug!("TLS: cannot use {}: {e}", cert.certificate_file.display());
-            failed(Failure::Certificate, sni.as_deref());
+            watch::refused(ssl, Failure::Certificate);
         }
     }
 }

@@ -7,11 +7,15 @@
 mod accept;
 mod certs;
 pub(crate) mod config;
+mod ffi;
 mod index;
+mod tickets;
+mod watch;
 
 pub(crate) use accept::{CertSelector, check_server_name, install};
 pub(crate) use certs::CertKey;
 pub(crate) use index::CertIndex;
+pub(crate) use watch::Failure;
 
 use crate::pages::Page;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -36,6 +40,13 @@ pub(crate) struct SiteTls {
     pub(crate) https_redirect: bool,
     /// `Strict-Transport-Security: max-age` on HTTPS responses.
     pub(crate) hsts: Option<Duration>,
+}
+
+/// The OpenSSL side of an HTTPS listener: rotating session ticket keys,
+/// and the info callback that counts failed handshakes by reason.
+pub(crate) fn configure(ctx: &mut openssl::ssl::SslContextBuilder) {
+    tickets::install(ctx);
+    ffi::set_info_callback(ctx);
 }
 
 /// The answer to a plain-HTTP request of a site with `https_redirect`:

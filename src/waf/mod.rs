@@ -205,6 +205,8 @@ pub(crate) enum Decision {
 /// The request data kept for the logs.
 struct Seen {
     client_ip: String,
+    /// `http` or `https`.
+    scheme: &'static str,
     method: String,
     uri: Vec<u8>,
     protocol: &'static str,
@@ -358,6 +360,7 @@ impl Inspection {
         session: &mut Session,
         request_id: &str,
         client_ip: Option<IpAddr>,
+        https: bool,
     ) -> Option<(Inspection, Decision)> {
         if let Some(ip) = client_ip
             && waf.exclude_ips.iter().any(|c| c.contains(ip))
@@ -405,6 +408,7 @@ impl Inspection {
         };
         let seen = Seen {
             client_ip: client,
+            scheme: if https { "https" } else { "http" },
             method: owned.method.clone(),
             uri: owned.uri.clone(),
             protocol,
@@ -640,6 +644,8 @@ impl Inspection {
         s(&mut out, self.waf.profile.as_bytes());
         out.extend_from_slice(b",\"client_ip\":");
         s(&mut out, self.seen.client_ip.as_bytes());
+        out.extend_from_slice(b",\"scheme\":");
+        s(&mut out, self.seen.scheme.as_bytes());
         out.extend_from_slice(b",\"method\":");
         s(&mut out, self.seen.method.as_bytes());
         out.extend_from_slice(b",\"uri\":");

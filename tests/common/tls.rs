@@ -275,3 +275,86 @@ pub(crate) async fn curl(
         body,
     })
 }
+
+/// One HTTPS request to edgeward (a new connection, `sni`), offering
+/// `session` for resumption and at most `max`. Returns whether the session
+/// was resumed and the new session the server issued if any (read after
+/// the response, so TLS 1.3 tickets have arrived).
+pub(crate) fn resume(
+    port: u16,
+    sni: &str,
+    max: SslVersion,
+    session: Option<&openssl::ssl::SslSession>,
+) -> Result<(bool, Option<openssl::ssl::SslSession>), String> {
+    use openssl::ssl::{Ssl, SslContext, SslSessionCacheMode};
+    use std::sync::{Arc, Mutex};
+    // Kept as bytes, as a client stores it: the session object itself is
+    // marked not resumable when the connection ends without close_notify.
+    let issued: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
+    let mut ctx = SslContext::builder(SslMethod::tls_client()).unwrap();
+    ctx.set_verify(SslVerifyMode::NONE);
+    ctx.set_max_proto_version(Some(max)).unwrap();
+    ctx.set_session_cache_mode(SslSessionCacheMode::CLIENT);
+    let sink = issued.clone();
+    ctx.set_new_session_callback(move |_, s| *sink.lock().unwrap() = s.to_der().ok());
+    let ctx = ctx.build();
+    let mut ssl = Ssl::new(&ctx).unwrap();
+    ssl.set_hostname(sni).unwrap();
+    if let Some(s) = session {
+        // SAFETY: the session was issued for this same server and client
+        // configuration (a test helper; see SslRef::set_session).
+        unsafe { ssl.set_session(s) }.unwrap();
+    }
+    let tcp = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut s = ssl.connect(tcp).map_err(|e| e.to_string())?;
+    let reused = s.ssl().session_reused();
+    https_raw(
+        &mut s,
+        &format!("GET / HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n"),
+    )?;
+    let got = issued.lock().unwrap().take();
+    Ok((
+        reused,
+        got.and_then(|der| openssl::ssl::SslSession::from_der(&der).ok()),
+    ))
+}
+
+/// A client that sends its ClientHello and then goes away without a word
+/// (an I/O error on its first read: no alert).
+pub(crate) fn hello_and_hang_up(port: u16, sni: &str) {
+    struct WriteOnly(TcpStream);
+    impl Read for WriteOnly {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::ConnectionAborted.into())
+        }
+    }
+    impl Write for WriteOnly {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.write(b)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.0.flush()
+        }
+    }
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let connector = SslConnector::builder(SslMethod::tls_client())
+        .unwrap()
+        .build();
+    let r = connector.connect(sni, WriteOnly(tcp));
+    assert!(r.is_err(), "a handshake without reading cannot finish");
+}
+
+/// A client that checks edgeward's certificate against the system's roots
+/// (which never include a test certificate): it ends the handshake with a
+/// fatal alert of its own.
+pub(crate) fn distrusting_handshake(port: u16, sni: &str) -> Result<(), String> {
+    let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    b.set_verify(SslVerifyMode::PEER);
+    let tcp = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    b.build()
+        .connect(sni, tcp)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
