@@ -476,11 +476,7 @@ impl ProxyHttp for EdgeProxy {
         // Upstream failures are logged by fail_to_proxy with the site and
         // cause; a client that went away is not an error of ours.
         matches!(e.esource(), ErrorSource::Upstream)
-            || (matches!(e.esource(), ErrorSource::Downstream)
-                && matches!(
-                    e.etype(),
-                    ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
-                ))
+            || upstream::classify(e).cause == upstream::Cause::Client
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {

@@ -313,7 +313,9 @@ pub(crate) fn classify(e: &Error) -> Failure {
             Cause::BadResponse,
             "The site's application sent an invalid or incomplete response.",
         ),
-        ReadError | WriteError | ConnectionClosed | ReadTimedout | WriteTimedout
+        // The client went away, or reset its HTTP/2 stream or connection
+        // (h2 errors end the stream: no page can be sent on it).
+        ReadError | WriteError | ConnectionClosed | ReadTimedout | WriteTimedout | H2Error
             if matches!(e.esource(), ErrorSource::Downstream) =>
         {
             (0, Cause::Client, "")
@@ -355,6 +357,13 @@ mod tests {
         gone.as_down();
         let f = classify(&gone);
         assert_eq!((f.status, f.cause.sites_log_message()), (0, None));
+        // An HTTP/2 client that reset its stream gets no 400 page.
+        let mut reset = Error::new(ErrorType::H2Error);
+        reset.as_down();
+        assert_eq!(classify(&reset).cause, Cause::Client);
+        let mut bad = Error::new(ErrorType::InvalidHTTPHeader);
+        bad.as_down();
+        assert_eq!(classify(&bad).status, 400);
     }
 
     #[test]
