@@ -30,6 +30,8 @@ mod live;
 pub mod logs;
 mod metrics;
 mod pages;
+#[cfg(test)]
+mod properties;
 mod proxy;
 mod request;
 mod request_id;

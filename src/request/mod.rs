@@ -4,7 +4,7 @@
 //! header, unit-tested here; `proxy.rs` calls [`front`].
 
 mod checks;
-mod forwarded;
+pub(crate) mod forwarded;
 mod host;
 
 pub(crate) use checks::{Malformed, malformed};

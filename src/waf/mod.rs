@@ -13,7 +13,7 @@
 pub(crate) mod config;
 mod engine;
 mod modsec;
-mod paths;
+pub(crate) mod paths;
 mod profile;
 
 use crate::config::Cidr;
