@@ -201,7 +201,13 @@ impl ProxyHttp for EdgeProxy {
 
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
         let site = ctx.site.as_deref().map(|s| &s.cache);
-        cache::request_cache_filter(session, &ctx.config.cache, site, &mut ctx.cache);
+        cache::request_cache_filter(
+            session,
+            &ctx.config.cache,
+            site,
+            ctx.host.as_deref(),
+            &mut ctx.cache,
+        );
         Ok(())
     }
 

@@ -944,6 +944,50 @@ async fn slow_redis_is_a_miss_not_a_wait() {
     .await;
 }
 
+/// A successful POST invalidates its URL off the response path: with Redis
+/// asleep (and a Redis timeout longer than the sleep, so a purge on the
+/// response path would have to wait it out), the POST is answered while
+/// Redis still sleeps; a GET of the URL right after it skips the cache (the
+/// purge is pending) and gets the origin's new answer; once Redis is back,
+/// the purge lands and the URL is cached again.
+#[tokio::test(flavor = "multi_thread")]
+async fn invalidation_never_waits_for_redis() {
+    let w = world_redis_timeout(Storage::RedisDirect, &[], "10s").await;
+    w.origin.set("/p", 200, &[("cache-control", "max-age=60")]);
+    assert_eq!(w.get("blog.test", "/p").await.body, "/p #1");
+    assert!(is_hit(&w.get("blog.test", "/p").await));
+    let port = w.redis.as_ref().unwrap().port;
+    let sleeper = tokio::spawn(async move { redis_command(port, &["DEBUG", "SLEEP", "3"]).await });
+    eventually(DEADLINE, "redis busy with DEBUG SLEEP", || async {
+        tokio::time::timeout(Duration::from_millis(100), w.redis.as_ref().unwrap().ping())
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    let post = w.req("POST", "blog.test", "/p", &[]).await;
+    assert_eq!(post.status, 200);
+    assert!(
+        !sleeper.is_finished(),
+        "the POST was answered only after Redis woke up"
+    );
+    // Read-your-writes on this instance while the purge waits for Redis.
+    let r = w.get("blog.test", "/p").await;
+    assert_eq!(r.body, "/p #3");
+    assert!(!is_hit(&r));
+    assert!(!sleeper.is_finished(), "the GET waited for Redis");
+    assert_eq!(sleeper.await.unwrap(), "+OK");
+    eventually(DEADLINE, "cached again once the purge is done", || async {
+        w.get("blog.test", "/p").await;
+        is_hit(&w.get("blog.test", "/p").await).then_some(())
+    })
+    .await;
+    assert!(
+        w.get("blog.test", "/p").await.body != "/p #1",
+        "the old entry survived the invalidation"
+    );
+}
+
 // ------------------------------------------------------------ `check`
 
 /// Loader tests: the positions asserted below (line:column) are those of

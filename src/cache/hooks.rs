@@ -4,14 +4,13 @@
 //! mark every response of a cache-enabled site with `Cache-Status`
 //! (RFC 9211) and `Age`.
 
+use super::invalidation;
 use super::key::{build_key, site_url};
 use super::policy::{self, NotStored, RequestDirectives};
-use super::purge::UrlMatch;
 use super::store::{LOCK, store};
 use super::{CacheSettings, SiteCache};
 use crate::request::normalize_host;
 use crate::{metrics, pages};
-use log::warn;
 use pingora::cache::key::{CacheHashKey, HashBinary};
 use pingora::cache::storage::Storage;
 use pingora::cache::{
@@ -62,6 +61,7 @@ pub(crate) fn request_cache_filter(
     session: &mut Session,
     settings: &CacheSettings,
     site: Option<&SiteCache>,
+    host: Option<&str>,
     cc: &mut CacheCtx,
 ) {
     if !site.is_some_and(|s| s.enabled) {
@@ -71,6 +71,13 @@ pub(crate) fn request_cache_filter(
     if !cache_applies(req) {
         return;
     }
+    if let Some(site) = site
+        && invalidation::is_pending(&site.id, || site_url(host, session))
+    {
+        // The client's own write may not have reached the storage yet.
+        return;
+    }
+    let req = session.req_header();
     cc.req = RequestDirectives::parse(req);
     cc.enabled = true;
     let store = store(settings);
@@ -132,6 +139,7 @@ pub(crate) async fn serve_fresh_hit(
     if !site.enabled
         || !cache_applies(req)
         || FULL_PATH_FIELDS.iter().any(|f| req.headers.contains_key(f))
+        || invalidation::is_pending(&site.id, || site_url(host, session))
     {
         return Ok(false);
     }
@@ -408,7 +416,8 @@ fn set_cache_status(resp: &mut ResponseHeader, ours: &str) -> Result<()> {
 }
 
 /// RFC 9111 4.4: a successful unsafe request invalidates the stored
-/// responses of its URL, and of Location/Content-Location on the same host.
+/// responses of its URL, and of Location/Content-Location on the same host
+/// (off the response path: see `invalidation`).
 async fn invalidate(
     session: &Session,
     resp: &ResponseHeader,
@@ -426,12 +435,7 @@ async fn invalidate(
             urls.push(u);
         }
     }
-    let store = store(settings);
-    for u in urls {
-        if let Err(e) = store.purge_urls(&site.id, &UrlMatch::Exact(u)).await {
-            warn!("site {}: cache invalidation failed: {e}", site.id);
-        }
-    }
+    invalidation::invalidate(store(settings), &site.id, urls).await;
 }
 
 /// The cache URL of a Location/Content-Location value when it is on `host`.

@@ -14,6 +14,7 @@
 
 pub(crate) mod config;
 mod hooks;
+mod invalidation;
 mod key;
 mod lru;
 mod memory;
