@@ -30,8 +30,8 @@ Usage: bench/cost.sh [options]
   --bin-dir DIR          take edgeward, pingora-static and pingora-proxy-min
                          from DIR (default: target/release and
                          target/release/examples)
-  --pingap PATH          Pingap binary (default: `pingap` on PATH, else
-                         measured without it)
+  --pingap PATH          Pingap binary (default: `pingap` on PATH or in
+                         ~/.cargo/bin, else measured without it)
   --servers "S..."       servers to measure, in this order (default: nginx
                          edgeward pingora-static pingora-proxy-min pingap)
   --connections C        wrk connections (default 16; wrk -t1)
@@ -108,7 +108,7 @@ fi
 resolve_edgeward "$EDGEWARD"
 PINGORA_STATIC="$EX_DIR/pingora-static"
 PINGORA_MIN="$EX_DIR/pingora-proxy-min"
-if [[ -z "$PINGAP" ]]; then PINGAP=$(command -v pingap 2>/dev/null || true); fi
+PINGAP=$(find_pingap "$PINGAP")
 
 read -r -a LIST <<<"$SERVERS"
 NAMES=()
@@ -202,26 +202,26 @@ accounts:
 EOF
 
 PG_DIR="$WORK/pingap"
-mkdir -p "$PG_DIR/conf"
-if [[ " ${NAMES[*]} " == *" pingap "* ]]; then pingap_conf "$PG_DIR/conf" "$PORT" "$UP_PORT" 1; fi
+mkdir -p "$PG_DIR"
+pingap_conf "$PG_DIR/pingap.toml" "$PORT" "$UP_PORT" 1
 
 # server_cmd NAME: the command line of server NAME (one worker/thread).
 server_cmd() {
     case "$1" in
         nginx)             CMD=("$NGINX" -p "$NX_DIR" -e "$NX_DIR/error.log" -c "$NX_DIR/nginx.conf") ;;
-        edgeward)          CMD=(env RUST_LOG=warn "$EDGEWARD" run -c "$EW_DIR/edgeward.yaml") ;;
+        edgeward)          CMD=("$EDGEWARD" run -c "$EW_DIR/edgeward.yaml") ;;
         pingora-static)    CMD=("$PINGORA_STATIC" "127.0.0.1:$PORT" 1 1) ;;
         pingora-proxy-min) CMD=("$PINGORA_MIN" "127.0.0.1:$PORT" 1 "127.0.0.1:$UP_PORT") ;;
-        pingap)            CMD=(env RUST_LOG=warn "$PINGAP" -c "$PG_DIR/conf") ;;
+        pingap)            CMD=("$PINGAP" -c "$PG_DIR/pingap.toml") ;;
     esac
 }
 
-# The server's process: for `env X cmd` the pid is already cmd's after exec.
+# The server's process (env, taskset and valgrind exec: one pid throughout).
 SERVER_PID=""
 start_server() {   # NAME [valgrind args...]
     local name=$1; shift
     server_cmd "$name"
-    start_bg "$name" taskset -c "$SERVER_CPU" "$@" "${CMD[@]}"
+    start_bg "$name" env RUST_LOG=warn taskset -c "$SERVER_CPU" "$@" "${CMD[@]}"
     SERVER_PID=$LAST_PID
     wait_ready "$name" "$SERVER_PID" "http://127.0.0.1:$PORT$PATH_1K" bench.local "${READY_TIMEOUT:-30}"
     body=$(curl -s --max-time 5 -H 'Host: bench.local' "http://127.0.0.1:$PORT$PATH_1K")
@@ -254,9 +254,10 @@ response = function(status, headers, body)
     end
 end
 LUA
-# load NAME N OUT: N requests (wrk -t1 -cCONNS, CPU 1); prints the count done.
+# load NAME N OUT [MAX_SECONDS]: N requests (wrk -t1 -cCONNS, CPU 1), or as
+# many as fit in MAX_SECONDS (default 600); prints the count done.
 load() {
-    COST_REQUESTS=$2 run_wrk "$1" "$SERVER_PID" "$3" taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d600s \
+    COST_REQUESTS=$2 run_wrk "$1" "$SERVER_PID" "$3" taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${4:-600}s" \
         -s "$WORK/count.lua" "http://127.0.0.1:$PORT$PATH_1K"
     local done
     done=$(awk '/ requests in / { print $1; exit }' "$3")
@@ -310,9 +311,9 @@ for name in "${NAMES[@]}"; do
         READY_TIMEOUT=180 start_server "$name" valgrind --tool=callgrind --instr-atstart=no \
             --callgrind-out-file="$RAW/callgrind/$name.%p" --trace-children=no
         callgrind_control -i on "$SERVER_PID" >/dev/null
-        load "$name" 500 "$RAW/$name-cg-warmup.txt" >/dev/null
+        load "$name" 500 "$RAW/$name-cg-warmup.txt" 60 >/dev/null
         callgrind_control -z "$SERVER_PID" >/dev/null
-        n=$(load "$name" "$IR_REQUESTS" "$RAW/$name-cg.txt")
+        n=$(load "$name" "$IR_REQUESTS" "$RAW/$name-cg.txt" 300)
         callgrind_control -d "$SERVER_PID" >/dev/null
         f=$(ls -t "$RAW/callgrind/$name."*.[0-9]* 2>/dev/null | head -n1)
         [[ -n "$f" ]] || die "no callgrind dump for $name"
