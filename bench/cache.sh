@@ -191,7 +191,14 @@ EWD_PID=$LAST_PID
 # ---------------------------------------------------------------- nginx proxy_cache
 NX_DIR="$WORK/nginx"
 mkdir -p "$NX_DIR/tmp" "$NX_DIR/cache"
+# As an operator would: sendfile and an open file cache (proxy_cache's files
+# are opened through it).
 nginx_conf "$NX_DIR" "$THREADS" "
+    sendfile on;
+    tcp_nopush on;
+    open_file_cache max=1000 inactive=60s;
+    open_file_cache_valid 60s;
+    open_file_cache_min_uses 1;
     proxy_cache_path $NX_DIR/cache levels=1:2 keys_zone=bench:10m max_size=1g inactive=1h use_temp_path=off;
     upstream origin { server 127.0.0.1:$UP_PORT; keepalive 64; }
     server {
@@ -212,7 +219,11 @@ NX_PID=$LAST_PID
 VA_DIR="$WORK/varnish"
 mkdir -p "$VA_DIR"
 chmod 755 "$VA_DIR"
-start_bg varnish "$VARNISHD" -F -n "$VA_DIR" -a "127.0.0.1:$VA_PORT" -b "127.0.0.1:$UP_PORT" \
+# thread_pools does not bound the cores Varnish's (many) threads run on:
+# limited to as many CPUs as the others' threads (taskset).
+VA_NCPU=$THREADS; (( VA_NCPU <= $(nproc) )) || VA_NCPU=$(nproc)
+VA_CPUS="0-$(( VA_NCPU - 1 ))"
+start_bg varnish taskset -c "$VA_CPUS" "$VARNISHD" -F -n "$VA_DIR" -a "127.0.0.1:$VA_PORT" -b "127.0.0.1:$UP_PORT" \
     -s malloc,256m -p "thread_pools=$THREADS"
 VA_PID=$LAST_PID
 
@@ -286,6 +297,7 @@ echo "- date: $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
 echo "- nproc: $(nproc); cpu: ${cpu_model:-unknown}; kernel: $(uname -sr)"
 echo "- nginx: $("$NGINX" -v 2>&1 | head -n1); varnish: $("$VARNISHD" -V 2>&1 | head -n1); redis: $(redis-server --version | awk '{print $3}')"
 echo "- edgeward: $("$EDGEWARD" --version 2>&1 | head -n1) ($EDGEWARD)"
+echo "- nginx proxy_cache: sendfile on, tcp_nopush on, open_file_cache max=1000 (valid 60s); Varnish: thread_pools=$THREADS, taskset -c $VA_CPUS"
 echo "- setup: threads/workers/pools=$THREADS, wrk -t$WRK_THREADS -c$CONNS, ${DURATION}s per run, $ROUNDS interleaved round(s), ${WARMUP}s warm-up; every response a cache hit; all on 127.0.0.1"
 echo
 echo "| object | cache | req/s (median) | p50 ms | p99 ms | errors |"

@@ -268,3 +268,47 @@ EOF
     # shellcheck disable=SC2034  # read by the scripts that source this file
     EXPECTED_BODY="hello from upstream"
 }
+
+# ---------------------------------------------------------------- Pingap
+# find_pingap [PATH]: PATH (relative to ORIG_PWD), else `pingap` on PATH or in
+# ~/.cargo/bin (`cargo install pingap --version 0.13.1 --locked`, which needs
+# Debian's protobuf-compiler), else nothing (the caller goes on without it).
+find_pingap() {
+    local p=$1
+    if [[ -n "$p" ]]; then
+        [[ "$p" = /* ]] || p="$ORIG_PWD/$p"
+        [[ -x "$p" ]] || die "--pingap $p is not an executable file"
+        echo "$p"; return 0
+    fi
+    p=$(command -v pingap 2>/dev/null || true)
+    [[ -n "$p" ]] || { p="${CARGO_HOME:-$HOME/.cargo}/bin/pingap"; [[ -x "$p" ]] || p=""; }
+    echo "$p"
+}
+
+# pingap_conf FILE PORT UPSTREAM_PORT THREADS: a Pingap 0.13 configuration
+# proxying every request on 127.0.0.1:PORT to 127.0.0.1:UPSTREAM_PORT with
+# THREADS threads, no access log (run it with `pingap -c FILE`).
+pingap_conf() {
+    local file=$1
+    cat >"$file" <<EOF
+[basic]
+name = "pingap-bench"
+pid_file = "$(dirname "$file")/pingap.pid"
+log_level = "WARN"
+threads = $4
+grace_period = "1s"
+graceful_shutdown_timeout = "1s"
+
+[upstreams.origin]
+addrs = ["127.0.0.1:$3"]
+
+[locations.all]
+path = "/"
+upstream = "origin"
+
+[servers.bench]
+addr = "127.0.0.1:$2"
+locations = ["all"]
+threads = $4
+EOF
+}

@@ -3,19 +3,24 @@
 //! every request for `/obj<N>k.txt` from `request_filter` with a response
 //! built at start-up (the headers of a cache hit, N KiB of `x`), so it pays
 //! only Pingora's own per-request work: HTTP/1 parsing, the session, the
-//! response header serialisation and the socket. Same listener settings as
-//! edgeward (16 KiB client write buffer, no downstream modules).
+//! response header serialisation and the socket. Built like edgeward: the
+//! same allocator (mimalloc) and listener settings (h2c, 16 KiB client write
+//! buffer, no downstream modules).
 //!
 //! Usage: pingora-static ADDR THREADS SIZE_KIB...
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use pingora::apps::HttpServerOptions;
 use pingora::http::ResponseHeader;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
 use std::collections::HashMap;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct Static {
     objects: HashMap<String, (ResponseHeader, Bytes)>,
@@ -96,6 +101,11 @@ fn main() {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let mut service = pingora::proxy::http_proxy_service(&server.configuration, Static { objects });
+    if let Some(app) = service.app_logic_mut() {
+        let mut opts = HttpServerOptions::default();
+        opts.h2c = true;
+        app.server_options = Some(opts);
+    }
     service.add_listener(
         ListenerConfig::tcp(&addr).l4_buffer(L4BufferSettings::default().write(16 * 1024)),
     );

@@ -8,7 +8,12 @@
 #
 # Usage: bench/proxy.sh [--edgeward PATH] [--threads N] [--duration SECONDS]
 #                       [--rounds R] [--connections "16 50"] [--wrk-threads N]
-#                       [--warmup SECONDS] [--clean]
+#                       [--warmup SECONDS] [--pingap PATH] [--clean]
+#
+# Also measured, beside them and the same way: pingora-proxy-min
+# (bench/pingora_proxy_min.rs, a Pingora proxy with only upstream_peer, when
+# target/release/examples/pingora-proxy-min is built) and Pingap 0.13.1 (when
+# its binary is found, see --pingap).
 set -euo pipefail
 
 usage() {
@@ -23,6 +28,9 @@ Usage: bench/proxy.sh [options]
   --connections "C..."  space-separated wrk connection counts (default "16 50")
   --wrk-threads N       wrk threads (default 1)
   --warmup SECONDS      warm-up run per proxy before measuring (default 2)
+  --pingap PATH         Pingap binary (default: `pingap` on PATH or in
+                        ~/.cargo/bin; without one Pingap is left out)
+  --no-extra            measure edgeward and nginx only
   --clean               delete the work dir (configs, logs, raw wrk output)
                         at the end instead of keeping it
   -h, --help            this help
@@ -45,6 +53,8 @@ CONNECTIONS="16 50"
 WRK_THREADS=1
 WARMUP=2
 CLEAN=0
+PINGAP=""
+EXTRA=1
 
 while (( $# )); do
     case "$1" in
@@ -55,6 +65,8 @@ while (( $# )); do
         --connections) CONNECTIONS=${2:?--connections needs a value}; shift 2 ;;
         --wrk-threads) WRK_THREADS=${2:?--wrk-threads needs a value}; shift 2 ;;
         --warmup)      WARMUP=${2:?--warmup needs a value}; shift 2 ;;
+        --pingap)      PINGAP=${2:?--pingap needs a path}; shift 2 ;;
+        --no-extra)    EXTRA=0; shift ;;
         --clean)       CLEAN=1; shift ;;
         -h|--help)     usage; exit 0 ;;
         *)             usage >&2; die "unknown argument: $1" ;;
@@ -86,6 +98,12 @@ NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
 # ---------------------------------------------------------------- edgeward binary
 cd "$REPO_ROOT"
 resolve_edgeward "$EDGEWARD"
+PINGORA_MIN="$(dirname "$EDGEWARD")/examples/pingora-proxy-min"
+[[ -x "$PINGORA_MIN" ]] || PINGORA_MIN=""
+PINGAP=$(find_pingap "$PINGAP")
+if (( ! EXTRA )); then PINGORA_MIN=""; PINGAP=""; fi
+[[ -n "$PINGORA_MIN" ]] || log "pingora-proxy-min not built (cargo build --release --example pingora-proxy-min): left out"
+[[ -n "$PINGAP" ]] || log "no Pingap binary (cargo install pingap --version 0.13.1 --locked, or --pingap PATH): left out"
 
 # ---------------------------------------------------------------- work dir + cleanup
 make_workdir proxy-bench
@@ -93,8 +111,8 @@ bench_traps
 
 # ---------------------------------------------------------------- ports
 # Bind all three sockets at once so the ports are distinct, then release them.
-read -r UP_PORT PORT_A PORT_B < <(free_ports 3)
-[[ -n "${PORT_B:-}" ]] || die "could not pick free ports"
+read -r UP_PORT PORT_A PORT_B PORT_M PORT_P < <(free_ports 5)
+[[ -n "${PORT_P:-}" ]] || die "could not pick free ports"
 log "work dir $WORK; ports: upstream=$UP_PORT edgeward=$PORT_A nginx=$PORT_B"
 
 # ---------------------------------------------------------------- upstream (origin)
@@ -156,10 +174,25 @@ start_bg nginx "$NGINX" -p "$NX_DIR" -e "$NX_DIR/error.log" -c "$NX_DIR/nginx.co
 NX_PID=$LAST_PID
 wait_ready nginx "$NX_PID" "http://127.0.0.1:$PORT_B/" bench.local 10
 
-# ---------------------------------------------------------------- sanity: both proxy the origin
 NAMES=(edgeward nginx)
 declare -A PORT=([edgeward]=$PORT_A [nginx]=$PORT_B)
 declare -A PID=([edgeward]=$EW_PID [nginx]=$NX_PID)
+
+# ---------------------------------------------------------------- the minimal Pingora proxy, Pingap
+if [[ -n "$PINGORA_MIN" ]]; then
+    start_bg pingora-proxy-min "$PINGORA_MIN" "127.0.0.1:$PORT_M" "$THREADS" "127.0.0.1:$UP_PORT"
+    PID[pingora-proxy-min]=$LAST_PID; PORT[pingora-proxy-min]=$PORT_M; NAMES+=(pingora-proxy-min)
+    wait_ready pingora-proxy-min "$LAST_PID" "http://127.0.0.1:$PORT_M/" bench.local 30
+fi
+if [[ -n "$PINGAP" ]]; then
+    mkdir -p "$WORK/pingap"
+    pingap_conf "$WORK/pingap/pingap.toml" "$PORT_P" "$UP_PORT" "$THREADS"
+    start_bg pingap env RUST_LOG=warn "$PINGAP" -c "$WORK/pingap/pingap.toml"
+    PID[pingap]=$LAST_PID; PORT[pingap]=$PORT_P; NAMES+=(pingap)
+    wait_ready pingap "$LAST_PID" "http://127.0.0.1:$PORT_P/" bench.local 30
+fi
+
+# ---------------------------------------------------------------- sanity: all proxy the origin
 for p in "${NAMES[@]}"; do
     body=$(curl -s --max-time 2 -D "$RAW/headers-$p.txt" -H 'Host: bench.local' "http://127.0.0.1:${PORT[$p]}/") || true
     [[ "$body" == "$EXPECTED_BODY" ]] \
@@ -225,15 +258,24 @@ for c in "${CONNS[@]}"; do
     done
 done
 echo
-echo "| conns | edgeward req/s | nginx req/s | edgeward/nginx |"
-echo "|------:|---------------:|------------:|---------------:|"
+echo "| conns | edgeward req/s | nginx req/s | edgeward/nginx | edgeward p99/nginx p99 |$(for p in "${NAMES[@]:2}"; do printf ' %s/nginx | edgeward/%s |' "$p" "$p"; done)"
+echo "|------:|---------------:|------------:|---------------:|---------------:|$(for p in "${NAMES[@]:2}"; do printf -- '--:|--:|'; done)"
 for c in "${CONNS[@]}"; do
     # shellcheck disable=SC2086
     a=$(median ${RPS[$c,edgeward]})
     # shellcheck disable=SC2086
     b=$(median ${RPS[$c,nginx]})
-    printf '| %s | %.0f | %.0f | %s |\n' "$c" "$a" "$b" "$(ratio "$a" "$b")"
+    # shellcheck disable=SC2086
+    row=$(printf '| %s | %.0f | %.0f | %s | %s |' "$c" "$a" "$b" "$(ratio "$a" "$b")" "$(ratio "$(median ${P99[$c,edgeward]})" "$(median ${P99[$c,nginx]})")")
+    for p in "${NAMES[@]:2}"; do
+        # shellcheck disable=SC2086
+        x=$(median ${RPS[$c,$p]})
+        row+=$(printf ' %s | %s |' "$(ratio "$x" "$b")" "$(ratio "$a" "$x")")
+    done
+    echo "$row"
 done
+echo
+echo "pingora-proxy-min: bench/pingora_proxy_min.rs, Pingora with only upstream_peer, built like edgeward (mimalloc, h2c, 16 KiB write buffer). pingap: Pingap (${PINGAP:-not measured}; 0.13.1 from \`cargo install pingap --version 0.13.1 --locked\`), threads=$THREADS, no access log, same origin."
 echo
 
 SUCCESS=1

@@ -9,8 +9,10 @@
 # browser headers, a small benign form POST: the reference kit's get.lua /
 # post.lua) and each connection count, runs wrk -t1 against edgeward
 # (--workers worker threads, default 1, plus the WAF engine threads, one per
-# CPU) and nginx (--workers worker processes, ModSecurity running inside
-# them), alternating, ROUNDS times.
+# CPU) and nginx (ModSecurity running inside its worker processes),
+# alternating, ROUNDS times. Equal CPU by default: nginx gets as many worker
+# processes as the cores edgeward's threads can use (its workers plus its
+# engine threads, at most nproc); --nginx-workers N overrides it.
 # Prints median req/s, p50 and p99 per cell and the edgeward/nginx req/s
 # ratio. Needs nginx, libnginx-mod-http-modsecurity, modsecurity-crs, wrk.
 set -euo pipefail
@@ -27,6 +29,7 @@ ROUNDS=2
 CONNS=(1 16)
 PROFILES=(basic strong full)
 WORKERS=1
+NGINX_WORKERS=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --edgeward) EDGEWARD=$2; shift 2 ;;
@@ -35,10 +38,16 @@ while [[ $# -gt 0 ]]; do
         --conns) read -r -a CONNS <<<"$2"; shift 2 ;;
         --profiles) read -r -a PROFILES <<<"$2"; shift 2 ;;
         --workers) WORKERS=$2; shift 2 ;;
-        *) echo "usage: $0 [--edgeward PATH] [--duration S] [--rounds N] [--conns \"1 16\"] [--profiles \"basic strong full\"] [--workers N]" >&2; exit 2 ;;
+        --nginx-workers) NGINX_WORKERS=$2; shift 2 ;;
+        *) echo "usage: $0 [--edgeward PATH] [--duration S] [--rounds N] [--conns \"1 16\"] [--profiles \"basic strong full\"] [--workers N] [--nginx-workers N]" >&2; exit 2 ;;
     esac
 done
 for tool in nginx wrk curl; do have "$tool" || die "$tool is not installed"; done
+# The cores edgeward can use: its worker threads plus its WAF engine threads
+# (one per CPU, src/waf/mod.rs), at most the machine's.
+CPUS=$(nproc)
+EW_CORES=$(( WORKERS + CPUS )); (( EW_CORES <= CPUS )) || EW_CORES=$CPUS
+[[ -n "$NGINX_WORKERS" ]] || NGINX_WORKERS=$EW_CORES
 [[ -f /usr/lib/nginx/modules/ngx_http_modsecurity_module.so ]] \
     || die "libnginx-mod-http-modsecurity is not installed"
 resolve_edgeward "$EDGEWARD"
@@ -104,7 +113,7 @@ EOC
 {
     cat <<EOC
 load_module /usr/lib/nginx/modules/ngx_http_modsecurity_module.so;
-worker_processes $WORKERS;
+worker_processes $NGINX_WORKERS;
 pid $WORK/nginx/nginx.pid;
 error_log $WORK/nginx/logs/error.log warn;
 events { worker_connections 4096; }
@@ -227,7 +236,7 @@ done
 
 echo
 echo "WAF benchmark: wrk -t1, ${DURATION}s x $ROUNDS alternating rounds (medians); $(nproc) CPU(s)"
-echo "$("$EW" --version 2>/dev/null | head -1): $WORKERS worker thread(s) + $(nproc) WAF engine thread(s); $(nginx -v 2>&1 | sed 's/nginx version: //'): $WORKERS worker process(es) running ModSecurity; libmodsecurity 3.0.9; CRS 3.3.4 PL1"
+echo "$("$EW" --version 2>/dev/null | head -1): $WORKERS worker thread(s) + $(nproc) WAF engine thread(s); $(nginx -v 2>&1 | sed 's/nginx version: //'): $NGINX_WORKERS worker process(es) running ModSecurity (edgeward can use $EW_CORES core(s)); libmodsecurity 3.0.9; CRS 3.3.4 PL1"
 echo
 printf '| request | conns | profile | edgeward req/s | p50 ms | p99 ms | nginx+modsec req/s | p50 ms | p99 ms | ratio | errors e/n |\n'
 printf '|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|\n'

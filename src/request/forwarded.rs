@@ -40,15 +40,40 @@ pub(crate) fn client_ip(peer: Option<IpAddr>, xff: &[&[u8]], trusted: &[Cidr]) -
 /// The `X-Forwarded-For` sent upstream: what the client sent, then the
 /// socket peer.
 pub(crate) fn forwarded_for<'a>(sent: impl Iterator<Item = &'a [u8]>, peer: IpAddr) -> String {
-    let mut xff = String::new();
+    let mut xff = String::with_capacity(64);
     for v in sent {
         if let Ok(v) = std::str::from_utf8(v) {
             xff.push_str(v);
             xff.push_str(", ");
         }
     }
-    xff.push_str(&peer.to_string());
+    push_ip(&mut xff, peer);
     xff
+}
+
+/// `ip` in its usual text form. IPv4 without `Display`, whose formatting
+/// machinery cost about 1,300 instructions per request (callgrind).
+fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+        }
+        IpAddr::V6(_) => {
+            use std::fmt::Write;
+            let _ = write!(out, "{ip}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -116,5 +141,8 @@ mod tests {
             "1.1.1.1, 2.2.2.2, 3.3.3.3, 127.0.0.1"
         );
         assert_eq!(forwarded_for(std::iter::empty(), ip("::1")), "::1");
+        for a in ["0.0.0.0", "1.2.3.4", "10.100.9.255", "192.168.0.10", "255.255.255.255"] {
+            assert_eq!(forwarded_for(std::iter::empty(), ip(a)), a);
+        }
     }
 }

@@ -1,0 +1,348 @@
+#!/usr/bin/env bash
+# Cost per request, side by side: nginx, edgeward, pingora-static (Pingora
+# answering from request_filter), pingora-proxy-min (a Pingora proxy with only
+# upstream_peer) and, when its binary is there, Pingap; 1 KiB answers, the
+# proxies in front of the same nginx origin serving a 1 KiB file.
+#
+# Per request, for each server (one worker/thread each):
+#   - user-space instructions (Ir), counted by valgrind's callgrind over a
+#     fixed number of requests (exact, insensitive to other load; this VM
+#     has no PMU, so `perf stat -e instructions` is not available);
+#   - system calls (strace -c -f over a fixed number of requests), with the
+#     most frequent ones;
+#   - context switches and CPU time (perf stat -e task-clock,context-switches
+#     on the native process; the CPU time is shown for reference only, it
+#     moves with the machine's load).
+# The servers run pinned to CPU 0 (taskset), wrk and the origin to CPU 1.
+# Prints a markdown report on stdout; progress on stderr. See bench/README.md.
+#
+# Usage: bench/cost.sh [--edgeward PATH] [--bin-dir DIR] [--pingap PATH]
+#                      [--servers "nginx edgeward ..."] [--connections C]
+#                      [--requests N] [--ir-requests N] [--strace-requests N]
+#                      [--no-callgrind] [--clean]
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+Usage: bench/cost.sh [options]
+
+  --edgeward PATH        edgeward binary (default: target/release/edgeward)
+  --bin-dir DIR          take edgeward, pingora-static and pingora-proxy-min
+                         from DIR (default: target/release and
+                         target/release/examples)
+  --pingap PATH          Pingap binary (default: `pingap` on PATH or in
+                         ~/.cargo/bin, else measured without it)
+  --servers "S..."       servers to measure, in this order (default: nginx
+                         edgeward pingora-static pingora-proxy-min pingap)
+  --connections C        wrk connections (default 16; wrk -t1)
+  --requests N           requests per native run (CPU time, context
+                         switches; default 50000)
+  --ir-requests N        requests counted under callgrind (default 4000)
+  --strace-requests N    requests counted under strace (default 10000)
+  --no-callgrind         skip the instruction counts
+  --clean                delete the work dir at the end
+  -h, --help             this help
+EOF
+}
+
+BENCH_TAG=cost-bench
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+CMDLINE=$(printf '%q ' "$0" "$@"); CMDLINE=${CMDLINE% }
+ORIG_PWD=$PWD
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+EDGEWARD=""
+BIN_DIR=""
+PINGAP=""
+SERVERS="nginx edgeward pingora-static pingora-proxy-min pingap"
+CONNS=16
+REQUESTS=50000
+IR_REQUESTS=4000
+STRACE_REQUESTS=10000
+CALLGRIND=1
+SERVER_CPU=0
+CLIENT_CPU=1
+
+while (( $# )); do
+    case "$1" in
+        --edgeward)        EDGEWARD=${2:?--edgeward needs a path}; shift 2 ;;
+        --bin-dir)         BIN_DIR=${2:?--bin-dir needs a directory}; shift 2 ;;
+        --pingap)          PINGAP=${2:?--pingap needs a path}; shift 2 ;;
+        --servers)         SERVERS=${2:?--servers needs a list}; shift 2 ;;
+        --connections)     CONNS=${2:?--connections needs a value}; shift 2 ;;
+        --requests)        REQUESTS=${2:?--requests needs a value}; shift 2 ;;
+        --ir-requests)     IR_REQUESTS=${2:?--ir-requests needs a value}; shift 2 ;;
+        --strace-requests) STRACE_REQUESTS=${2:?--strace-requests needs a value}; shift 2 ;;
+        --no-callgrind)    CALLGRIND=0; shift ;;
+        --clean)           CLEAN=1; shift ;;
+        -h|--help)         usage; exit 0 ;;
+        *)                 usage >&2; die "unknown argument: $1" ;;
+    esac
+done
+for v in CONNS REQUESTS IR_REQUESTS STRACE_REQUESTS; do
+    is_uint "${!v}" || die "${v,,} must be a positive integer"
+done
+(( $(nproc) >= 2 )) || { SERVER_CPU=0; CLIENT_CPU=0; }
+
+# ---------------------------------------------------------------- tools
+need_install=()
+have wrk      || need_install+=(wrk)
+have curl     || need_install+=(curl)
+have nginx    || need_install+=(nginx-light)
+have strace   || need_install+=(strace)
+have perf     || need_install+=(linux-perf)
+have valgrind || need_install+=(valgrind)
+install_missing "${need_install[@]}"
+NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
+
+cd "$REPO_ROOT"
+if [[ -n "$BIN_DIR" ]]; then
+    [[ "$BIN_DIR" = /* ]] || BIN_DIR="$ORIG_PWD/$BIN_DIR"
+    [[ -n "$EDGEWARD" ]] || EDGEWARD="$BIN_DIR/edgeward"
+    EX_DIR=$BIN_DIR
+else
+    EX_DIR="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/examples"
+fi
+resolve_edgeward "$EDGEWARD"
+PINGORA_STATIC="$EX_DIR/pingora-static"
+PINGORA_MIN="$EX_DIR/pingora-proxy-min"
+PINGAP=$(find_pingap "$PINGAP")
+
+read -r -a LIST <<<"$SERVERS"
+NAMES=()
+for s in "${LIST[@]}"; do
+    case "$s" in
+        nginx|edgeward) NAMES+=("$s") ;;
+        pingora-static) [[ -x "$PINGORA_STATIC" ]] || die "$PINGORA_STATIC missing: cargo build --release --example pingora-static"; NAMES+=("$s") ;;
+        pingora-proxy-min) [[ -x "$PINGORA_MIN" ]] || die "$PINGORA_MIN missing: cargo build --release --example pingora-proxy-min"; NAMES+=("$s") ;;
+        pingap)
+            if [[ -n "$PINGAP" && -x "$PINGAP" ]]; then NAMES+=("$s")
+            else log "no pingap binary (--pingap PATH or on PATH): measured without it"; fi ;;
+        *) die "unknown server '$s'" ;;
+    esac
+done
+(( ${#NAMES[@]} )) || die "no server to measure"
+
+make_workdir cost-bench
+bench_traps
+
+read -r UP_PORT PORT < <(free_ports 2)
+log "work dir $WORK; origin port $UP_PORT, server port $PORT"
+PATH_1K=/obj1k.txt
+
+# ---------------------------------------------------------------- origin (CPU 1)
+UP_DIR="$WORK/origin"
+mkdir -p "$UP_DIR/tmp" "$UP_DIR/www"
+head -c 1024 /dev/zero | tr '\0' 'x' >"$UP_DIR/www/obj1k.txt"
+chmod -R a+rX "$UP_DIR"
+{
+    nginx_main "$UP_DIR" 1
+    echo "http {"
+    nginx_http_common "$UP_DIR"
+    cat <<EOF
+    server {
+        listen 127.0.0.1:$UP_PORT;
+        root $UP_DIR/www;
+    }
+}
+EOF
+} >"$UP_DIR/nginx.conf"
+start_bg origin taskset -c "$CLIENT_CPU" "$NGINX" -p "$UP_DIR" -e "$UP_DIR/error.log" -c "$UP_DIR/nginx.conf"
+wait_ready origin "$LAST_PID" "http://127.0.0.1:$UP_PORT$PATH_1K" localhost 10
+
+# ---------------------------------------------------------------- server configs
+# nginx as in bench/proxy.sh, but one process (master_process off) so that
+# valgrind and strace see the worker itself.
+NX_DIR="$WORK/nginx"
+mkdir -p "$NX_DIR/tmp"
+{
+    nginx_main "$NX_DIR" 1 | sed 's/^master_process on;/master_process off;/'
+    echo "http {"
+    nginx_http_common "$NX_DIR"
+    cat <<EOF
+    upstream origin {
+        server 127.0.0.1:$UP_PORT;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$PORT;
+        server_name bench.local;
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Request-Id \$request_id;
+        }
+    }
+}
+EOF
+} >"$NX_DIR/nginx.conf"
+
+EW_DIR="$WORK/edgeward"
+mkdir -p "$EW_DIR" "$WORK/logs/bench"
+cat >"$EW_DIR/edgeward.yaml" <<EOF
+listen: ["127.0.0.1:$PORT"]
+threads: 1
+grace_period: 1s
+accounts:
+  bench:
+    log_dir: $WORK/logs/bench
+    sites:
+      site:
+        addresses: ["bench.local"]
+        upstream:
+          address: "127.0.0.1:$UP_PORT"
+        access_log: { enabled: false }
+EOF
+
+PG_DIR="$WORK/pingap"
+mkdir -p "$PG_DIR"
+pingap_conf "$PG_DIR/pingap.toml" "$PORT" "$UP_PORT" 1
+
+# server_cmd NAME: the command line of server NAME (one worker/thread).
+server_cmd() {
+    case "$1" in
+        nginx)             CMD=("$NGINX" -p "$NX_DIR" -e "$NX_DIR/error.log" -c "$NX_DIR/nginx.conf") ;;
+        edgeward)          CMD=("$EDGEWARD" run -c "$EW_DIR/edgeward.yaml") ;;
+        pingora-static)    CMD=("$PINGORA_STATIC" "127.0.0.1:$PORT" 1 1) ;;
+        pingora-proxy-min) CMD=("$PINGORA_MIN" "127.0.0.1:$PORT" 1 "127.0.0.1:$UP_PORT") ;;
+        pingap)            CMD=("$PINGAP" -c "$PG_DIR/pingap.toml") ;;
+    esac
+}
+
+# The server's process (env, taskset and valgrind exec: one pid throughout).
+SERVER_PID=""
+start_server() {   # NAME [valgrind args...]
+    local name=$1; shift
+    server_cmd "$name"
+    start_bg "$name" env RUST_LOG=warn taskset -c "$SERVER_CPU" "$@" "${CMD[@]}"
+    SERVER_PID=$LAST_PID
+    wait_ready "$name" "$SERVER_PID" "http://127.0.0.1:$PORT$PATH_1K" bench.local "${READY_TIMEOUT:-30}"
+    body=$(curl -s --max-time 5 -H 'Host: bench.local' "http://127.0.0.1:$PORT$PATH_1K")
+    [[ ${#body} == 1024 ]] || die "$name answered ${#body} bytes instead of 1024"
+}
+stop_server() {
+    stop_pid "$SERVER_PID"
+    local keep=() p
+    for p in "${PIDS[@]}"; do [[ "$p" == "$SERVER_PID" ]] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+    SERVER_PID=""
+}
+
+# wrk stopping itself after N responses (one thread): its main thread sleeps
+# for -d, and SIGINT is what ends that sleep early (the summary is printed as
+# usual). wrk stops within ~100 ms, so it does a few more than N: the count
+# divided by is the one wrk reports.
+cat >"$WORK/count.lua" <<'LUA'
+local n = 0
+local limit = tonumber(os.getenv("COST_REQUESTS"))
+wrk.headers["Host"] = "bench.local"
+response = function(status, headers, body)
+    n = n + 1
+    if n == limit then
+        local f = io.open("/proc/self/stat")
+        local pid = f:read("*n")
+        f:close()
+        -- popen, not os.execute: system() ignores SIGINT while its child runs
+        io.popen("kill -INT " .. pid):close()
+    end
+end
+LUA
+# load NAME N OUT [MAX_SECONDS]: N requests (wrk -t1 -cCONNS, CPU 1), or as
+# many as fit in MAX_SECONDS (default 600); prints the count done.
+load() {
+    COST_REQUESTS=$2 run_wrk "$1" "$SERVER_PID" "$3" taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${4:-600}s" \
+        -s "$WORK/count.lua" "http://127.0.0.1:$PORT$PATH_1K"
+    local done
+    done=$(awk '/ requests in / { print $1; exit }' "$3")
+    [[ -n "$done" && "$done" -gt 0 ]] || { cat "$3" >&2; die "no request done against $1"; }
+    grep -q 'Non-2xx' "$3" && { cat "$3" >&2; die "$1 answered errors"; }
+    echo "$done"
+}
+run_wrk() {   # as lib.sh's, with the command given whole (taskset + wrk)
+    local name=$1 pid=$2 out=$3
+    shift 3
+    kill -0 "$pid" 2>/dev/null || die "$name (pid $pid) died during the benchmark; see $WORK/$name.log"
+    "$@" </dev/null >"$out" 2>&1 &
+    WRK_PID=$!
+    wait "$WRK_PID" || { WRK_PID=""; cat "$out" >&2; die "wrk failed against $name"; }
+    WRK_PID=""
+}
+
+declare -A IR CS CPU SC SCTOP
+for name in "${NAMES[@]}"; do
+    # ---- native: CPU time and context switches, then syscalls
+    log "$name: native run ($REQUESTS requests)"
+    start_server "$name"
+    load "$name" 2000 "$RAW/$name-warmup.txt" >/dev/null
+    perf stat -x, -e task-clock,context-switches -p "$SERVER_PID" -o "$RAW/$name-perf.csv" &
+    perf_pid=$!
+    n=$(load "$name" "$REQUESTS" "$RAW/$name-native.txt")
+    kill -INT "$perf_pid"; wait "$perf_pid" || true
+    CPU[$name]=$(awk -F, -v n="$n" '$3 == "task-clock" { printf "%.1f", $1 * 1000 / n }' "$RAW/$name-perf.csv")
+    CS[$name]=$(awk -F, -v n="$n" '$3 == "context-switches" { printf "%.3f", $1 / n }' "$RAW/$name-perf.csv")
+
+    log "$name: strace -c -f ($STRACE_REQUESTS requests)"
+    strace -c -f -p "$SERVER_PID" -o "$RAW/$name-strace.txt" 2>"$RAW/$name-strace.err" &
+    st_pid=$!
+    # Attached (to every thread: "Process P attached with N threads") before the load starts.
+    deadline=$(( SECONDS + 10 ))
+    until grep -q 'attached' "$RAW/$name-strace.err" 2>/dev/null; do
+        (( SECONDS < deadline )) || die "strace did not attach to $name"
+        sleep 0.05
+    done
+    n=$(load "$name" "$STRACE_REQUESTS" "$RAW/$name-strace-wrk.txt")
+    kill -INT "$st_pid"; wait "$st_pid" || true
+    SC[$name]=$(awk -v n="$n" '$NF == "total" { printf "%.2f", $4 / n }' "$RAW/$name-strace.txt")
+    SCTOP[$name]=$(awk -v n="$n" '$1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" { printf "%s %.2f\n", $NF, $4 / n }' "$RAW/$name-strace.txt" \
+        | sort -k2 -gr | awk '$2 >= 0.05 { printf "%s%s %s", sep, $1, $2; sep = ", " }')
+    stop_server
+
+    # ---- under callgrind: user-space instructions
+    if (( CALLGRIND )); then
+        log "$name: callgrind ($IR_REQUESTS requests)"
+        mkdir -p "$RAW/callgrind"
+        READY_TIMEOUT=180 start_server "$name" valgrind --tool=callgrind --instr-atstart=no \
+            --callgrind-out-file="$RAW/callgrind/$name.%p" --trace-children=no
+        callgrind_control -i on "$SERVER_PID" >/dev/null
+        load "$name" 500 "$RAW/$name-cg-warmup.txt" 60 >/dev/null
+        callgrind_control -z "$SERVER_PID" >/dev/null
+        n=$(load "$name" "$IR_REQUESTS" "$RAW/$name-cg.txt" 300)
+        callgrind_control -d "$SERVER_PID" >/dev/null
+        f=$(ls -t "$RAW/callgrind/$name."*.[0-9]* 2>/dev/null | head -n1)
+        [[ -n "$f" ]] || die "no callgrind dump for $name"
+        cp "$f" "$RAW/callgrind/$name.measured"
+        IR[$name]=$(awk -v n="$n" '$1 == "summary:" || $1 == "totals:" { t = $2 } END { printf "%.0f", t / n }' "$f")
+        stop_server
+    fi
+done
+
+# ---------------------------------------------------------------- report
+cpu_model=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
+echo "## Cost per request: nginx, edgeward, Pingora (1 KiB answers)"
+echo
+echo "- command: \`$CMDLINE\`"
+echo "- date: $(date -u '+%Y-%m-%dT%H:%M:%SZ'); nproc $(nproc); cpu: ${cpu_model:-unknown}; kernel: $(uname -sr)"
+echo "- $("$NGINX" -v 2>&1 | head -n1); edgeward: $("$EDGEWARD" --version 2>&1 | head -n1) ($EDGEWARD)"
+echo "- setup: one worker/thread per server pinned to CPU $SERVER_CPU; wrk -t1 -c$CONNS and the origin (nginx, 1 worker, a 1 KiB file) on CPU $CLIENT_CPU; GET $PATH_1K, Host: bench.local"
+echo "- instructions: user space, valgrind callgrind, $IR_REQUESTS requests after 500 (kernel instructions not counted: no PMU); syscalls: strace -c -f, $STRACE_REQUESTS requests; context switches and CPU: perf stat (software events), $REQUESTS requests (CPU time moves with the machine's load)"
+echo
+echo "| server | instructions/request (user) | syscalls/request | context switches/request | CPU µs/request (noisy) | syscalls ≥ 0.05/request |"
+echo "|:--|--:|--:|--:|--:|:--|"
+for name in "${NAMES[@]}"; do
+    printf '| %s | %s | %s | %s | %s | %s |\n' "$name" "${IR[$name]:-n/a}" "${SC[$name]}" "${CS[$name]}" "${CPU[$name]}" "${SCTOP[$name]}"
+done
+echo
+if (( CALLGRIND )) && [[ -n "${IR[nginx]:-}" ]]; then
+    echo "Instructions relative to nginx: $(for name in "${NAMES[@]}"; do printf '%s %s; ' "$name" "$(ratio "${IR[$name]}" "${IR[nginx]}")"; done)"
+    echo
+fi
+echo "callgrind dumps (\`callgrind_annotate --inclusive=yes FILE\`): \`$RAW/callgrind/*.measured\`"
+SUCCESS=1
+if (( CLEAN )); then echo "Raw output deleted (--clean)."; else echo "Raw output, configs and logs: \`$WORK\`"; fi
