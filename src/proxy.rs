@@ -151,6 +151,7 @@ impl ProxyHttp for EdgeProxy {
             }
         };
         (ctx.host, ctx.peer_ip, ctx.client_ip) = (front.host, front.peer_ip, front.client_ip);
+        request::drop_h2c_upgrade(session.req_header_mut());
         ctx.tls_version = session
             .digest()
             .and_then(|d| d.ssl_digest.as_ref())

@@ -207,17 +207,17 @@ async fn upgrade_tunnels_after_the_upstreams_101() {
         String::from_utf8_lossy(&got)
     );
     s.write_all(b"ping through the tunnel").await.unwrap();
-    let echoed = eventually(DEADLINE, "the tunnel's echo", || {
-        let rec = &rec;
+    // The upstream received the bytes as tunnel data, not as a request.
+    eventually(DEADLINE, "the bytes at the upstream", || {
+        let events = rec.events();
         async move {
-            rec.events().iter().any(|e| {
+            let tunnelled = |e: &Event| {
                 matches!(e, Event::Tunnel { bytes, .. } if bytes == b"ping through the tunnel")
-            })
-            .then_some(())
+            };
+            events.iter().any(tunnelled).then_some(())
         }
     })
     .await;
-    let _ = echoed;
     let mut back = Vec::new();
     while back.len() < 23 {
         let n = s.read(&mut buf).await.unwrap();
@@ -285,4 +285,206 @@ async fn ambiguous_upstream_responses_are_502_and_dropped() {
         .await;
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// HTTP/2 clients in front of an HTTP/1.1 upstream (Kettle, "HTTP/2: The
+/// Sequel is Always Worse", PortSwigger 2021): connection-specific fields
+/// (H2.TE), CR/LF/NUL in a field (H2 CRLF injection), a body longer or
+/// shorter than its content-length (H2.CL) are refused before anything
+/// reaches the upstream, and the next request on the pooled upstream
+/// connection is not poisoned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_requests_that_would_misframe_upstream_are_refused() {
+    let stage = Stage::start().await;
+    let (host, rec) = stage.sites()[1];
+    let base: Vec<(&[u8], &[u8])> = vec![
+        (b":method", b"POST"),
+        (b":scheme", b"http"),
+        (b":authority", host.as_bytes()),
+        (b":path", b"/h2"),
+    ];
+    let smuggle: &[u8] = b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: smuggled.test\r\n\r\n";
+    type Fields = &'static [(&'static [u8], &'static [u8])];
+    let cases: &[(&str, Fields, Option<&[u8]>)] = &[
+        (
+            "H2.TE: transfer-encoding",
+            &[(b"transfer-encoding", b"chunked")],
+            Some(smuggle),
+        ),
+        ("connection", &[(b"connection", b"keep-alive")], Some(b"x")),
+        ("keep-alive", &[(b"keep-alive", b"timeout=5")], Some(b"x")),
+        (
+            "proxy-connection",
+            &[(b"proxy-connection", b"keep-alive")],
+            Some(b"x"),
+        ),
+        ("upgrade", &[(b"upgrade", b"websocket")], Some(b"x")),
+        ("te other than trailers", &[(b"te", b"gzip")], Some(b"x")),
+        (
+            "CRLF in a value",
+            &[(b"x-a", b"a\r\ntransfer-encoding: chunked")],
+            Some(smuggle),
+        ),
+        ("LF in a value", &[(b"x-a", b"a\nb: c")], Some(b"x")),
+        ("NUL in a value", &[(b"x-a", b"a\x00b")], Some(b"x")),
+        ("CRLF in a name", &[(b"x-a\r\nx-b", b"c")], Some(b"x")),
+        (
+            "colon in a name",
+            &[(b"transfer-encoding:chunked", b"x")],
+            Some(b"x"),
+        ),
+        ("upper case name", &[(b"X-Upper", b"1")], Some(b"x")),
+        (
+            "H2.CL: body longer than content-length",
+            &[(b"content-length", b"0")],
+            Some(smuggle),
+        ),
+        (
+            "body shorter than content-length",
+            &[(b"content-length", b"100")],
+            Some(b"short"),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, extra, body) in cases {
+        rec.take();
+        let mut fields = base.clone();
+        fields.extend_from_slice(extra);
+        let answer = h2::request(stage.ew.port, &fields, *body).await;
+        if !answer.refused() {
+            failures.push(format!("{name}: answered {answer:?}"));
+        }
+        let events = rec.take();
+        if let Some(p) = events.iter().find_map(|e| match e {
+            Event::Request(p) => Some(p),
+            _ => None,
+        }) {
+            failures.push(format!(
+                "{name}: the upstream parsed {} {} with body {:?}",
+                p.method,
+                p.target,
+                String::from_utf8_lossy(&p.body)
+            ));
+        }
+        failures.extend(upstream_problems(&events, None));
+        failures.extend(
+            victim(stage.ew.port, host, rec)
+                .await
+                .into_iter()
+                .map(|p| format!("{name}: {p}")),
+        );
+    }
+    // The suite can tell a refusal from an answer: a well-formed request is served.
+    let mut fields = base.clone();
+    fields.push((b"content-length", b"5"));
+    let answer = h2::request(stage.ew.port, &fields, Some(b"hello")).await;
+    assert_eq!(answer, h2::Answer::Status(200));
+    let body = rec.requests().last().map(|p| p.body.clone());
+    assert_eq!(body.as_deref(), Some(&b"hello"[..]));
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Run by bench/framing-nginx.sh, which starts nginx (Debian's) in front of
+/// two recording upstreams on the ports it passes: every case against nginx
+/// and against edgeward (on the same upstreams); prints each case's
+/// outcomes as a Markdown table and fails on a difference the case file
+/// does not explain (`why:`), or an nginx outcome other than the one it
+/// records (`nginx:`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs nginx: run bench/framing-nginx.sh"]
+async fn nginx_differences() {
+    let env = |k: &str| {
+        std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set: run bench/framing-nginx.sh"))
+    };
+    let nginx_port: u16 = env("FRAMING_NGINX_PORT").parse().unwrap();
+    let strict = Recorder::start_on(
+        &format!("127.0.0.1:{}", env("FRAMING_STRICT_PORT")),
+        Parsing::Strict,
+    )
+    .await;
+    let lenient = Recorder::start_on(
+        &format!("127.0.0.1:{}", env("FRAMING_LENIENT_PORT")),
+        Parsing::Lenient,
+    )
+    .await;
+    let conf = Conf::new()
+        .site("strict", |s| {
+            s.address("strict.test").upstream(&strict.address())
+        })
+        .site("lenient", |s| {
+            s.address("lenient.test").upstream(&lenient.address())
+        });
+    let ew = Edgeward::start(&conf).await;
+    // nginx is up when it answers.
+    eventually(DEADLINE, "nginx answering", || async move {
+        let ex = exchange(
+            nginx_port,
+            b"GET / HTTP/1.1\r\nHost: strict.test\r\nConnection: close\r\n\r\n",
+            IDLE,
+        )
+        .await;
+        (ex.responses.len() == 1).then_some(())
+    })
+    .await;
+    let mut rows = vec![
+        "| case | source | edgeward | nginx 1.22 | why they differ |".to_string(),
+        "|---|---|---|---|---|".to_string(),
+    ];
+    let mut problems = Vec::new();
+    let mut differences = 0;
+    for case in framing_cases() {
+        let mut outcomes = Vec::new();
+        for port in [ew.port, nginx_port] {
+            let mut out = String::new();
+            for (host, rec) in [("strict.test", &strict), ("lenient.test", &lenient)] {
+                rec.take();
+                let ex = exchange(port, &case.bytes_for(host), IDLE).await;
+                let mut p = upstream_problems(&rec.take(), None);
+                p.extend(victim(port, host, rec).await);
+                if out.is_empty() {
+                    out = ex.outcome();
+                } else if out != ex.outcome() {
+                    out = format!("{out} / {}", ex.outcome());
+                }
+                if !p.is_empty() {
+                    out = format!("{out} (upstream: {})", p.join("; "));
+                }
+            }
+            outcomes.push(out);
+        }
+        let (ours, theirs) = (&outcomes[0], &outcomes[1]);
+        if !case.nginx.is_empty() && case.nginx != *theirs {
+            problems.push(format!(
+                "{}: nginx answered {theirs:?}, the case file says {:?}",
+                case.name, case.nginx
+            ));
+        }
+        if ours != theirs {
+            differences += 1;
+            if case.why.is_empty() {
+                problems.push(format!(
+                    "{}: edgeward {ours:?}, nginx {theirs:?}, and no `why:`",
+                    case.name
+                ));
+            }
+        }
+        let why = if ours == theirs {
+            ""
+        } else {
+            case.why.as_str()
+        };
+        rows.push(format!(
+            "| {} | {} | {ours} | {theirs} | {why} |",
+            case.name,
+            case.source.replace('|', "\\|")
+        ));
+    }
+    rows.push(String::new());
+    rows.push(format!("{differences} differences"));
+    let table = rows.join("\n");
+    println!("{table}");
+    if let Ok(path) = std::env::var("FRAMING_REPORT") {
+        std::fs::write(path, &table).unwrap();
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

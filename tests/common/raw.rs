@@ -273,3 +273,191 @@ pub(crate) fn framing_cases() -> Vec<Case> {
     }
     cases
 }
+
+/// HTTP/2 (cleartext, prior knowledge) by hand: one request whose header
+/// fields and body are written as given, none checked or normalised on the
+/// way out (what an attacker's client does; hyper would refuse to send
+/// most of the suite's requests).
+pub(crate) mod h2 {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len() as u32;
+        let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+        f.extend_from_slice(&stream.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// An HPACK string literal, not Huffman-coded (lengths below 127).
+    fn string(out: &mut Vec<u8>, s: &[u8]) {
+        assert!(s.len() < 127);
+        out.push(s.len() as u8);
+        out.extend_from_slice(s);
+    }
+
+    /// How the server answered the request on stream 1.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub(crate) enum Answer {
+        Status(u16),
+        /// RST_STREAM with this error code.
+        Reset(u32),
+        /// GOAWAY with this error code.
+        GoAway(u32),
+        /// The connection closed without any of those.
+        Closed,
+    }
+
+    impl Answer {
+        /// Refused: reset, gone away, or a 4xx.
+        pub(crate) fn refused(&self) -> bool {
+            match self {
+                Answer::Status(s) => (400..500).contains(s),
+                _ => true,
+            }
+        }
+    }
+
+    /// Send one request: `fields` in order (pseudo-fields included), then
+    /// `body` in one DATA frame that ends the stream (no DATA when None).
+    pub(crate) async fn request(
+        port: u16,
+        fields: &[(&[u8], &[u8])],
+        body: Option<&[u8]>,
+    ) -> Answer {
+        let mut s = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        out.extend(frame(4, 0, 0, &[]));
+        let mut block = Vec::new();
+        for (name, value) in fields {
+            // Literal header field without indexing, new name.
+            block.push(0x00);
+            string(&mut block, name);
+            string(&mut block, value);
+        }
+        let end_stream = if body.is_none() { 0x1 } else { 0 };
+        out.extend(frame(1, 0x4 | end_stream, 1, &block));
+        if let Some(b) = body {
+            out.extend(frame(0, 0x1, 1, b));
+        }
+        let _ = s.write_all(&out).await;
+        read_answer(&mut s).await
+    }
+
+    async fn read_answer(s: &mut TcpStream) -> Answer {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let start = std::time::Instant::now();
+        loop {
+            // Whole frames in the buffer.
+            while buf.len() >= 9 {
+                let len =
+                    (usize::from(buf[0]) << 16) | (usize::from(buf[1]) << 8) | usize::from(buf[2]);
+                if buf.len() < 9 + len {
+                    break;
+                }
+                let (kind, flags) = (buf[3], buf[4]);
+                let stream = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7fff_ffff;
+                let payload = buf[9..9 + len].to_vec();
+                buf.drain(..9 + len);
+                match kind {
+                    4 if flags & 1 == 0 => {
+                        let _ = s.write_all(&frame(4, 1, 0, &[])).await;
+                    }
+                    1 if stream == 1 => return Answer::Status(status(&payload, flags)),
+                    3 if stream == 1 && payload.len() >= 4 => {
+                        return Answer::Reset(u32::from_be_bytes([
+                            payload[0], payload[1], payload[2], payload[3],
+                        ]));
+                    }
+                    7 if payload.len() >= 8 => {
+                        return Answer::GoAway(u32::from_be_bytes([
+                            payload[4], payload[5], payload[6], payload[7],
+                        ]));
+                    }
+                    _ => {}
+                }
+            }
+            if start.elapsed() > super::super::DEADLINE {
+                return Answer::Closed;
+            }
+            match tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk)).await {
+                Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                _ => return Answer::Closed,
+            }
+        }
+    }
+
+    /// `:status` from the first field of a HEADERS block (0 if not found):
+    /// indexed (static table 8-14) or a literal with name index 8, plain or
+    /// Huffman-coded digits.
+    fn status(block: &[u8], flags: u8) -> u16 {
+        let block = if flags & 0x8 != 0 {
+            // PADDED
+            let pad = usize::from(block[0]);
+            &block[1..block.len() - pad]
+        } else {
+            block
+        };
+        let block = if flags & 0x20 != 0 {
+            &block[5..]
+        } else {
+            block
+        };
+        let Some(&first) = block.first() else {
+            return 0;
+        };
+        if first & 0x80 != 0 {
+            return match first & 0x7f {
+                8 => 200,
+                9 => 204,
+                10 => 206,
+                11 => 304,
+                12 => 400,
+                13 => 404,
+                14 => 500,
+                _ => 0,
+            };
+        }
+        // Literal with indexed name :status (8): 0x48, 0x08 or 0x18.
+        if first & 0x0f != 8 && first & 0x3f != 8 {
+            return 0;
+        }
+        let Some(&len) = block.get(1) else { return 0 };
+        let (huffman, n) = (len & 0x80 != 0, usize::from(len & 0x7f));
+        let Some(raw) = block.get(2..2 + n) else {
+            return 0;
+        };
+        let digits: String = if huffman {
+            // Huffman codes of '0'-'2' are 5 bits (0-2), of '3'-'9' 6 bits (0x19-0x1f).
+            let mut bits = raw
+                .iter()
+                .flat_map(|b| (0..8).rev().map(move |i| (b >> i) & 1));
+            let mut out = String::new();
+            while out.len() < 3 {
+                let mut v = 0u8;
+                for _ in 0..5 {
+                    v = (v << 1) | bits.next().unwrap_or(1);
+                }
+                if v <= 2 {
+                    out.push((b'0' + v) as char);
+                } else {
+                    v = (v << 1) | bits.next().unwrap_or(1);
+                    if (0x19..=0x1f).contains(&v) {
+                        out.push((b'3' + v - 0x19) as char);
+                    } else {
+                        return 0;
+                    }
+                }
+            }
+            out
+        } else {
+            String::from_utf8_lossy(raw).into_owned()
+        };
+        digits.parse().unwrap_or(0)
+    }
+}

@@ -2477,6 +2477,53 @@ mod tests {
         assert_eq!(body_reader.get_body_overread(), None);
     }
 
+    // edgeward patch: the strict chunk line parser.
+    #[test]
+    fn chunk_lines() {
+        use httparse::Status;
+        let ok: &[(&[u8], usize, u64)] = &[
+            (b"5\r\n", 3, 5),
+            (b"fF\r\n", 4, 255),
+            (b"0;a\r\n", 5, 0),
+            (b"5 ; a = b ;c=\"x y\\\"\"\r\nhello", 22, 5),
+            (b"ffffffffffffffff\r\n", 18, u64::MAX),
+        ];
+        for (line, end, size) in ok {
+            assert_eq!(
+                parse_chunk_line(line),
+                Ok(Status::Complete((*end, *size))),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        let bad: &[&[u8]] = &[
+            b"\r\n",
+            b";a\r\n",
+            b" 5\r\n",
+            b"5 \r\n",
+            b"0x5\r\n",
+            b"-5\r\n",
+            b"5\n",
+            b"5;\nxx\r\n",
+            b"5;a\rb\r\n",
+            b"5;a b\r\n",
+            b"5;=b\r\n",
+            b"5;a=\r\n",
+            b"5;a=\"b\r\n\r\n",
+            b"10000000000000005\r\n",
+        ];
+        for line in bad {
+            assert!(
+                parse_chunk_line(line).is_err(),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        for partial in [&b"5"[..], b"5;a", b"5;a=\"b", b"5\r"] {
+            assert_eq!(parse_chunk_line(partial), Ok(Status::Partial));
+        }
+    }
+
     #[tokio::test]
     async fn read_with_body_chunk_ext_oversize() {
         init_log();
