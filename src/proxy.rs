@@ -116,7 +116,22 @@ impl ProxyHttp for EdgeProxy {
     /// compression module that every request would still pass through.
     fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
+    /// HTTP/1.1 pipelining: requests sent before the previous answer are
+    /// answered in order instead of the connection being closed after the
+    /// first (the setting stays on for the connection's next requests).
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        session.set_pipelining_enabled(true);
+        Ok(())
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let length_and_coding = session
+            .as_downstream()
+            .had_content_length_with_transfer_encoding();
         let req = session.req_header();
         ctx.request_id =
             request_id::for_request(req.headers.get(request_id::HEADER).map(|v| v.as_bytes()));
@@ -124,11 +139,19 @@ impl ProxyHttp for EdgeProxy {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        let front = match request::front(req, peer, &ctx.config.trusted_proxies) {
+        let front = match request::front(req, length_and_coding, peer, &ctx.config.trusted_proxies)
+        {
             Ok(front) => front,
-            Err(why) => return ctx.answer(session, Page::new(400, why.message())).await,
+            Err(why) => {
+                if why.closes() {
+                    session.set_keepalive(None);
+                }
+                let page = Page::new(why.status(), why.message());
+                return ctx.answer(session, page).await;
+            }
         };
         (ctx.host, ctx.peer_ip, ctx.client_ip) = (front.host, front.peer_ip, front.client_ip);
+        request::drop_h2c_upgrade(session.req_header_mut());
         ctx.tls_version = session
             .digest()
             .and_then(|d| d.ssl_digest.as_ref())

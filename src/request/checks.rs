@@ -1,11 +1,24 @@
 //! Requests Pingora's parser accepted that no origin server should see
-//! (RFC 9112 sections 3.2 and 3.2.2; what nginx refuses too).
+//! (RFC 9112 sections 3.2 and 3.2.2; what nginx refuses too), and framing
+//! that is not one unambiguous length (RFC 9112 section 6; issue #15): the
+//! parser (vendor/pingora-core) refuses what it cannot frame at all, these
+//! checks what it would frame one way and another parser another way.
 
 use pingora::http::RequestHeader;
 
-/// Why a request is refused with a 400 before routing.
+/// Why a request is refused (400, or 501 for a transfer coding) before
+/// routing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Malformed {
+    /// Content-Length beside Transfer-Encoding (Pingora dropped the first).
+    LengthAndCoding,
+    /// Transfer-Encoding other than one field `chunked`, with no coding
+    /// but `chunked` (`chunked, chunked`, two fields, empty elements).
+    CodingList,
+    /// A transfer coding other than `chunked` (501).
+    UnknownCoding,
+    /// More than one Content-Length field, or a list in one.
+    LengthList,
     /// Not origin-form (`/path`), absolute-form, `*` for OPTIONS or CONNECT.
     Target,
     /// HTTP/1.1 without `Host` (and not absolute-form).
@@ -18,6 +31,10 @@ impl Malformed {
     /// A word for logs and metrics.
     pub(crate) fn as_str(self) -> &'static str {
         match self {
+            Malformed::LengthAndCoding => "length_and_coding",
+            Malformed::CodingList => "coding_list",
+            Malformed::UnknownCoding => "unknown_coding",
+            Malformed::LengthList => "length_list",
             Malformed::Target => "target",
             Malformed::NoHost => "no_host",
             Malformed::TwoHosts => "two_hosts",
@@ -28,11 +45,92 @@ impl Malformed {
     /// The sentence on the 400 page.
     pub(crate) fn message(self) -> &'static str {
         match self {
+            Malformed::LengthAndCoding => {
+                "The request carries both Content-Length and Transfer-Encoding."
+            }
+            Malformed::CodingList => "Transfer-Encoding must be exactly 'chunked'.",
+            Malformed::UnknownCoding => "The request's transfer coding is not supported.",
+            Malformed::LengthList => "The request carries more than one Content-Length.",
             Malformed::Target => "The request target must be a path starting with '/'.",
             Malformed::NoHost => "An HTTP/1.1 request must carry a Host header.",
             Malformed::TwoHosts => "The request carries more than one Host header.",
             Malformed::EmptyHost => "The request's Host header is empty.",
         }
+    }
+}
+
+impl Malformed {
+    /// The status of the answer.
+    pub(crate) fn status(self) -> u16 {
+        match self {
+            Malformed::UnknownCoding => 501,
+            _ => 400,
+        }
+    }
+
+    /// Whether the connection must be closed after the answer: the request's
+    /// body (if any) has no length both sides would agree on, so nothing
+    /// after its header can be read as the next request.
+    pub(crate) fn closes(self) -> bool {
+        matches!(
+            self,
+            Malformed::LengthAndCoding
+                | Malformed::CodingList
+                | Malformed::UnknownCoding
+                | Malformed::LengthList
+        )
+    }
+}
+
+/// Whether the framing of `req` is other than one unambiguous length:
+/// `length_and_coding` says whether the parser saw (and dropped) a
+/// Content-Length beside a Transfer-Encoding. Two map look-ups on the
+/// common path, no allocation.
+pub(crate) fn ambiguous_framing(req: &RequestHeader, length_and_coding: bool) -> Option<Malformed> {
+    if length_and_coding {
+        return Some(Malformed::LengthAndCoding);
+    }
+    let codings = req.headers.get_all(http::header::TRANSFER_ENCODING);
+    let mut fields = codings.iter();
+    if let Some(first) = fields.next()
+        && (fields.next().is_some() || !first.as_bytes().eq_ignore_ascii_case(b"chunked"))
+    {
+        let unknown = codings
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+            .any(|c| !c.is_empty() && !c.eq_ignore_ascii_case(b"chunked"));
+        return Some(if unknown {
+            Malformed::UnknownCoding
+        } else {
+            Malformed::CodingList
+        });
+    }
+    let mut lengths = req.headers.get_all(http::header::CONTENT_LENGTH).iter();
+    if let Some(first) = lengths.next()
+        && (lengths.next().is_some() || first.as_bytes().contains(&b','))
+    {
+        return Some(Malformed::LengthList);
+    }
+    None
+}
+
+/// Remove an `Upgrade: h2c` (and its `HTTP2-Settings`) from `req`: a
+/// request to switch the connection with edgeward to HTTP/2, hop-by-hop
+/// (RFC 9110 section 7.8), never for the upstream. Forwarded, an upstream
+/// that accepts it turns the connection into a tunnel that bypasses every
+/// check edgeward makes ("h2c smuggling", Miller, Bishop Fox, 2020). The
+/// request goes on as plain HTTP/1.1. One map look-up when absent.
+pub(crate) fn drop_h2c_upgrade(req: &mut RequestHeader) {
+    let h2c = req
+        .headers
+        .get_all(http::header::UPGRADE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|p| p.trim_ascii().eq_ignore_ascii_case(b"h2c"));
+    if h2c {
+        req.remove_header(&http::header::UPGRADE);
+        req.remove_header("http2-settings");
     }
 }
 
@@ -100,6 +198,89 @@ mod tests {
             malformed(&req("GET", b"://x", &["a.test"])),
             Some(Malformed::Target)
         );
+    }
+
+    fn framed(fields: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("POST", b"/", None).unwrap();
+        for (k, v) in fields {
+            r.append_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn framing() {
+        use Malformed::*;
+        let cases: &[(&[(&str, &str)], bool, Option<Malformed>)] = &[
+            (&[], false, None),
+            (&[("content-length", "5")], false, None),
+            (&[("transfer-encoding", "chunked")], false, None),
+            (&[("transfer-encoding", "CHUNKED")], false, None),
+            (
+                &[("transfer-encoding", "chunked")],
+                true,
+                Some(LengthAndCoding),
+            ),
+            (
+                &[("transfer-encoding", "chunked, chunked")],
+                false,
+                Some(CodingList),
+            ),
+            (
+                &[("transfer-encoding", ",chunked")],
+                false,
+                Some(CodingList),
+            ),
+            (
+                &[
+                    ("transfer-encoding", "chunked"),
+                    ("transfer-encoding", "chunked"),
+                ],
+                false,
+                Some(CodingList),
+            ),
+            (
+                &[("transfer-encoding", "gzip, chunked")],
+                false,
+                Some(UnknownCoding),
+            ),
+            (
+                &[("transfer-encoding", "identity, chunked")],
+                false,
+                Some(UnknownCoding),
+            ),
+            (
+                &[("transfer-encoding", "x"), ("transfer-encoding", "chunked")],
+                false,
+                Some(UnknownCoding),
+            ),
+            (&[("content-length", "5, 5")], false, Some(LengthList)),
+            (
+                &[("content-length", "5"), ("content-length", "5")],
+                false,
+                Some(LengthList),
+            ),
+        ];
+        for (fields, both, want) in cases {
+            assert_eq!(
+                ambiguous_framing(&framed(fields), *both),
+                *want,
+                "{fields:?}"
+            );
+        }
+        assert_eq!((UnknownCoding.status(), CodingList.status()), (501, 400));
+        assert!(LengthList.closes() && !Target.closes());
+        assert_eq!(LengthAndCoding.as_str(), "length_and_coding");
+    }
+
+    #[test]
+    fn h2c_upgrade_is_dropped() {
+        let mut r = framed(&[("upgrade", "h2c"), ("http2-settings", "AAMAAABk")]);
+        drop_h2c_upgrade(&mut r);
+        assert!(r.headers.get("upgrade").is_none() && r.headers.get("http2-settings").is_none());
+        let mut ws = framed(&[("upgrade", "websocket")]);
+        drop_h2c_upgrade(&mut ws);
+        assert_eq!(ws.headers.get("upgrade").unwrap(), "websocket");
     }
 
     #[test]

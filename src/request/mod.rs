@@ -7,7 +7,7 @@ mod checks;
 pub(crate) mod forwarded;
 mod host;
 
-pub(crate) use checks::{Malformed, malformed};
+pub(crate) use checks::{Malformed, ambiguous_framing, drop_h2c_upgrade, malformed};
 pub(crate) use forwarded::{client_ip, forwarded_for};
 pub(crate) use host::{normalize_host, request_host};
 
@@ -26,14 +26,16 @@ pub(crate) struct Front {
     pub(crate) client_ip: Option<IpAddr>,
 }
 
-/// Check `req` from `peer`: the reason it must be refused with a 400, or
-/// what routing, the WAF and the logs need of it.
+/// Check `req` from `peer`: the reason it must be refused, or what routing,
+/// the WAF and the logs need of it. `length_and_coding`: the parser saw a
+/// Content-Length beside a Transfer-Encoding (and dropped it).
 pub(crate) fn front(
     req: &RequestHeader,
+    length_and_coding: bool,
     peer: Option<IpAddr>,
     trusted: &[Cidr],
 ) -> Result<Front, Malformed> {
-    if let Some(why) = malformed(req) {
+    if let Some(why) = ambiguous_framing(req, length_and_coding).or_else(|| malformed(req)) {
         log::debug!("request refused before routing: {}", why.as_str());
         return Err(why);
     }
@@ -64,14 +66,18 @@ mod tests {
         req.insert_header("x-forwarded-for", "203.0.113.9").unwrap();
         let trusted: Vec<Cidr> = vec!["10.0.0.0/8".parse().unwrap()];
         let peer: IpAddr = "10.1.2.3".parse().unwrap();
-        let f = front(&req, Some(peer), &trusted).unwrap();
+        let f = front(&req, false, Some(peer), &trusted).unwrap();
         assert_eq!(f.host.as_deref(), Some("blog.example.org"));
         assert_eq!(f.peer_ip, Some(peer));
         assert_eq!(f.client_ip, Some("203.0.113.9".parse().unwrap()));
         // Without trusted proxies the header is not even read.
-        let f = front(&req, Some(peer), &[]).unwrap();
+        let f = front(&req, false, Some(peer), &[]).unwrap();
         assert_eq!(f.client_ip, Some(peer));
         let bad = RequestHeader::build("GET", b"/", None).unwrap();
-        assert_eq!(front(&bad, Some(peer), &[]), Err(Malformed::NoHost));
+        assert_eq!(front(&bad, false, Some(peer), &[]), Err(Malformed::NoHost));
+        assert_eq!(
+            front(&req, true, Some(peer), &[]),
+            Err(Malformed::LengthAndCoding)
+        );
     }
 }

@@ -2,14 +2,17 @@
 //! written with one builder (conf.rs), real upstream HTTP servers on
 //! ephemeral loopback ports (upstream.rs; origin.rs, scriptable, for the
 //! cache), a real redis-server (redis_server.rs), a real HTTP client
-//! (client.rs). Waiting is always polling with a deadline, never a bare
-//! sleep.
+//! (client.rs); for the framing suite, raw bytes (raw.rs) and upstreams
+//! that parse and record every request themselves (recording.rs). Waiting
+//! is always polling with a deadline, never a bare sleep.
 // Each test file is its own crate and uses only part of the harness.
 #![allow(dead_code, unused_imports)]
 
 mod client;
 mod conf;
 mod origin;
+mod raw;
+mod recording;
 mod redis_server;
 mod server;
 mod tls;
@@ -18,6 +21,8 @@ mod upstream;
 pub(crate) use client::*;
 pub(crate) use conf::*;
 pub(crate) use origin::*;
+pub(crate) use raw::*;
+pub(crate) use recording::*;
 pub(crate) use redis_server::*;
 pub(crate) use server::*;
 pub(crate) use tls::*;

@@ -920,6 +920,17 @@ impl Session {
         }
     }
 
+    /// edgeward patch: whether an HTTP/1 request carried both Content-Length and
+    /// Transfer-Encoding (see
+    /// [`HttpSession::had_content_length_with_transfer_encoding`](crate::protocols::http::v1::server::HttpSession::had_content_length_with_transfer_encoding)).
+    /// Always false for other session types.
+    pub fn had_content_length_with_transfer_encoding(&self) -> bool {
+        match self {
+            Self::H1(s) => s.had_content_length_with_transfer_encoding(),
+            _ => false,
+        }
+    }
+
     /// Whether HTTP/1.1 request pipelining is enabled for this session.
     ///
     /// Always false for H2 / Subrequest / Custom (pipelining is an H/1.1-only

@@ -38,6 +38,100 @@ const PARTIAL_CHUNK_HEAD_LIMIT: usize = 1024 * 8;
 const TRAILER_SIZE_LIMIT: usize = 1024 * 64;
 
 const LAST_CHUNK: &[u8; 5] = &[b'0', CR, LF, CR, LF];
+
+/// edgeward patch: parse a chunk line as RFC 9112 section 7.1 defines it:
+/// `1*HEXDIG *( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] ) CRLF`,
+/// at most 16 hex digits. Returns the index after the CRLF and the size, like
+/// `httparse::parse_chunk_size`, which also accepts an empty size (read as 0),
+/// whitespace after the size, and any byte (a bare LF included) in an extension:
+/// each a known request-smuggling differential (HTTP Garden; "Funky chunks").
+fn parse_chunk_line(
+    buf: &[u8],
+) -> std::result::Result<httparse::Status<(usize, u64)>, httparse::InvalidChunkSize> {
+    use httparse::{InvalidChunkSize as Bad, Status};
+    #[derive(Clone, Copy)]
+    enum St {
+        /// After the size, an extension name or value: CR, `;`, `=` (after a name), BWS.
+        End { name: bool },
+        /// BWS seen: `;` or `=` (after a name) must follow.
+        Ws { name: bool },
+        Semi,
+        Name,
+        Eq,
+        Value,
+        Quoted,
+        Escape,
+    }
+    fn tchar(b: u8) -> bool {
+        b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    }
+    let digits = buf.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits > 16 {
+        return Err(Bad);
+    }
+    if digits == buf.len() {
+        return Ok(Status::Partial);
+    }
+    if digits == 0 {
+        return Err(Bad);
+    }
+    let mut size: u64 = 0;
+    for &b in &buf[..digits] {
+        let d = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            _ => b - b'A' + 10,
+        };
+        size = (size << 4) | u64::from(d);
+    }
+    let mut st = St::End { name: false };
+    let mut i = digits;
+    while i < buf.len() {
+        let b = buf[i];
+        st = match (st, b) {
+            (St::Name, b) if tchar(b) => St::Name,
+            (St::Value, b) if tchar(b) => St::Value,
+            (St::Name, b) => match b {
+                b'\r' | b';' | b'=' | b' ' | b'\t' => {
+                    st = St::End { name: true };
+                    continue;
+                }
+                _ => return Err(Bad),
+            },
+            (St::Value, b) => match b {
+                b'\r' | b';' | b' ' | b'\t' => {
+                    st = St::End { name: false };
+                    continue;
+                }
+                _ => return Err(Bad),
+            },
+            (St::End { .. }, b'\r') => {
+                return match buf.get(i + 1) {
+                    None => Ok(Status::Partial),
+                    Some(b'\n') => Ok(Status::Complete((i + 2, size))),
+                    Some(_) => Err(Bad),
+                };
+            }
+            (St::End { .. } | St::Ws { .. }, b';') => St::Semi,
+            (St::End { name: true } | St::Ws { name: true }, b'=') => St::Eq,
+            (St::End { name } | St::Ws { name }, b' ' | b'\t') => St::Ws { name },
+            (St::Semi, b' ' | b'\t') => St::Semi,
+            (St::Semi, b) if tchar(b) => St::Name,
+            (St::Eq, b' ' | b'\t') => St::Eq,
+            (St::Eq, b'"') => St::Quoted,
+            (St::Eq, b) if tchar(b) => St::Value,
+            (St::Quoted, b'"') => St::End { name: false },
+            (St::Quoted, b'\\') => St::Escape,
+            (St::Quoted, b'\t' | b' ' | 0x21 | 0x23..=0x5b | 0x5d..=0x7e | 0x80..=0xff) => {
+                St::Quoted
+            }
+            (St::Escape, b'\t' | b' ' | 0x21..=0x7e | 0x80..=0xff) => St::Quoted,
+            _ => return Err(Bad),
+        };
+        i += 1;
+    }
+    Ok(Status::Partial)
+}
 const CR: u8 = b'\r';
 const LF: u8 = b'\n';
 const CRLF: &[u8; 2] = &[CR, LF];
@@ -666,7 +760,8 @@ impl BodyReader {
         buf_index_end: usize,
     ) -> Result<(Option<BufRef>, Option<usize>)> {
         let buf = &self.body_buf.as_ref().unwrap()[buf_index_start..buf_index_end];
-        let chunk_status = httparse::parse_chunk_size(buf);
+        // edgeward patch: a strict chunk line instead of httparse::parse_chunk_size.
+        let chunk_status = parse_chunk_line(buf);
         match chunk_status {
             Ok(status) => {
                 match status {
@@ -2380,6 +2475,53 @@ mod tests {
         assert_eq!(res, None);
         assert_eq!(body_reader.body_state, ParseState::Complete(0));
         assert_eq!(body_reader.get_body_overread(), None);
+    }
+
+    // edgeward patch: the strict chunk line parser.
+    #[test]
+    fn chunk_lines() {
+        use httparse::Status;
+        let ok: &[(&[u8], usize, u64)] = &[
+            (b"5\r\n", 3, 5),
+            (b"fF\r\n", 4, 255),
+            (b"0;a\r\n", 5, 0),
+            (b"5 ; a = b ;c=\"x y\\\"\"\r\nhello", 22, 5),
+            (b"ffffffffffffffff\r\n", 18, u64::MAX),
+        ];
+        for (line, end, size) in ok {
+            assert_eq!(
+                parse_chunk_line(line),
+                Ok(Status::Complete((*end, *size))),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        let bad: &[&[u8]] = &[
+            b"\r\n",
+            b";a\r\n",
+            b" 5\r\n",
+            b"5 \r\n",
+            b"0x5\r\n",
+            b"-5\r\n",
+            b"5\n",
+            b"5;\nxx\r\n",
+            b"5;a\rb\r\n",
+            b"5;a b\r\n",
+            b"5;=b\r\n",
+            b"5;a=\r\n",
+            b"5;a=\"b\r\n\r\n",
+            b"10000000000000005\r\n",
+        ];
+        for line in bad {
+            assert!(
+                parse_chunk_line(line).is_err(),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        for partial in [&b"5"[..], b"5;a", b"5;a=\"b", b"5\r"] {
+            assert_eq!(parse_chunk_line(partial), Ok(Status::Partial));
+        }
     }
 
     #[tokio::test]

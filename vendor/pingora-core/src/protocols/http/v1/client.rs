@@ -215,6 +215,14 @@ impl HttpSession {
         // unrecoverable framing error. A peer may opt to tolerate a single,
         // otherwise-invalid value and treat the response as close-delimited.
         // Note: Content-Length is already removed if Transfer-Encoding is present.
+        // edgeward patch: one Content-Length field with one value, never a list or a
+        // repeated field (which RFC 9110 section 8.6 lets a recipient merge): a
+        // proxy forwards one unambiguous length or nothing.
+        if resp_header.headers.contains_key(header::CONTENT_LENGTH)
+            && !super::common::content_length_is_single_token(&resp_header.headers)
+        {
+            return Error::e_explain(InvalidHTTPHeader, "Content-Length list or duplicate");
+        }
         if let Err(e) = super::common::validate_content_length(&resp_header.headers) {
             if self.allow_h1_response_invalid_content_length
                 && super::common::content_length_is_single_token(&resp_header.headers)
@@ -329,11 +337,15 @@ impl HttpSession {
                         let contains_content_length =
                             response_header.headers.contains_key(header::CONTENT_LENGTH);
 
-                        // Transfer encoding overrides content length, so when
-                        // both are present, we MUST remove content length. This is
-                        // https://datatracker.ietf.org/doc/html/rfc9112#section-6.3-2.3
+                        // edgeward patch: a response with both is refused (a 502 for a
+                        // proxy) and its connection is not reused, instead of dropping
+                        // the Content-Length: the upstream's framing is ambiguous, the
+                        // classic sign of response splitting (RFC 9112 section 6.3-2.3).
                         if contains_content_length && contains_transfer_encoding {
-                            response_header.remove_header(&header::CONTENT_LENGTH);
+                            return self.fail_response_header_read(Error::explain(
+                                InvalidHTTPHeader,
+                                "response with both Content-Length and Transfer-Encoding",
+                            ));
                         }
 
                         self.raw_header = Some(BufRef(0, s));

@@ -158,6 +158,9 @@ pub struct HttpSession {
     /// [`super::super::HttpPersistentSettings`] into the next session.
     /// Scoped narrowly so it cannot affect FIN / `abort_on_close` semantics.
     pipelined_idle_bytes_stashed: bool,
+    /// edgeward patch: the request carried Content-Length beside Transfer-Encoding
+    /// (the Content-Length was removed), so that an application can refuse it.
+    content_length_with_transfer_encoding: bool,
 }
 
 impl HttpSession {
@@ -205,6 +208,8 @@ impl HttpSession {
             proxy_tasks_enabled: false,
             pipelining_enabled: false,
             pipelined_prefix: None,
+            // edgeward patch: see the field.
+            content_length_with_transfer_encoding: false,
             pipelined_idle_bytes_stashed: false,
         }
     }
@@ -419,6 +424,8 @@ impl HttpSession {
 
                         self.body_reader.reinit();
                         self.pipelined_idle_bytes_stashed = false;
+                        // edgeward patch: remember what the removal above hid.
+                        self.content_length_with_transfer_encoding = has_both_te_and_cl;
                         self.response_written = None;
                         self.respect_keepalive();
 
@@ -506,11 +513,35 @@ impl HttpSession {
             // If chunked is not the final Transfer-Encoding, reject request
             // See https://datatracker.ietf.org/doc/html/rfc9112#section-6.3-2.4.3
             if !self.is_chunked_encoding() {
+                // edgeward patch: an unknown final coding is a 501 (RFC 9112 section 6.1:
+                // "A server that receives a request message with a transfer coding it does
+                // not understand SHOULD respond with 501 (Not Implemented)"); an empty
+                // one stays a malformed header (400).
+                let last = req_header
+                    .headers
+                    .get_all(TRANSFER_ENCODING)
+                    .into_iter()
+                    .next_back()
+                    .map_or(&b""[..], |v| v.as_bytes());
+                if !last.rsplit(|&b| b == b',').next().unwrap_or(b"").trim_ascii().is_empty() {
+                    return Error::e_explain(
+                        HTTPStatus(501),
+                        "unknown final Transfer-Encoding",
+                    );
+                }
                 return Error::e_explain(InvalidHTTPHeader, "non-chunked final Transfer-Encoding");
             }
         }
 
         Ok(())
+    }
+
+    /// edgeward patch: whether the request carried both Content-Length and
+    /// Transfer-Encoding. Pingora removes the Content-Length and closes the connection
+    /// after the response (RFC 9112 section 6.1); an application may instead refuse the
+    /// request, as a server MAY (RFC 9112 section 6.3).
+    pub fn had_content_length_with_transfer_encoding(&self) -> bool {
+        self.content_length_with_transfer_encoding
     }
 
     /// Return a reference of the `RequestHeader` this session read
