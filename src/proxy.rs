@@ -146,7 +146,11 @@ impl ProxyHttp for EdgeProxy {
             .map(|a| a.ip());
         let front = match request::front(req, peer, &ctx.config.trusted_proxies) {
             Ok(front) => front,
-            Err(why) => return ctx.answer(session, Page::new(400, why.message())).await,
+            Err(why) => {
+                // A malformed request: not worth keeping the connection.
+                session.set_keepalive(None);
+                return ctx.answer(session, Page::new(400, why.message())).await;
+            }
         };
         (ctx.host, ctx.peer_ip, ctx.client_ip) = (front.host, front.peer_ip, front.client_ip);
         ctx.tls_version = session
@@ -524,7 +528,10 @@ impl ProxyHttp for EdgeProxy {
             || (matches!(e.esource(), ErrorSource::Downstream)
                 && matches!(
                     e.etype(),
-                    ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+                    ErrorType::ConnectionClosed
+                        | ErrorType::ReadError
+                        | ErrorType::WriteError
+                        | ErrorType::ReadTimedout
                 ))
     }
 

@@ -110,8 +110,20 @@ pub(crate) async fn answer(session: &mut ServerSession, e: &Error, access_log: O
     let Some(log) = access_log else {
         return;
     };
-    let line = session.refused_request_line().unwrap_or_default();
-    let (method, target, protocol) = split_request_line(line);
+    // The head was parsed when the method is what is refused (CONNECT);
+    // otherwise only its first line is known.
+    let parsed = (reason == Reason::Method).then(|| session.req_header());
+    let (method, target, protocol) = match parsed {
+        Some(req) => (
+            req.method.as_str().as_bytes(),
+            req.raw_path(),
+            match req.version {
+                http::Version::HTTP_10 => "HTTP/1.0",
+                _ => "HTTP/1.1",
+            },
+        ),
+        None => split_request_line(session.refused_request_line().unwrap_or_default()),
+    };
     let peer: Option<IpAddr> = session
         .client_addr()
         .and_then(|a| a.as_inet())
@@ -120,7 +132,7 @@ pub(crate) async fn answer(session: &mut ServerSession, e: &Error, access_log: O
         method,
         raw_path: target,
         request_protocol: protocol,
-        request_headers: None,
+        request_headers: parsed.map(|r| &r.headers),
         response_headers: None,
         status,
         peer_ip: peer,
