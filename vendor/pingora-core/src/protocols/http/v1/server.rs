@@ -2354,6 +2354,41 @@ mod tests_stream {
         assert_eq!(&InvalidHTTPHeader, res.unwrap_err().etype());
     }
 
+    // edgeward patch: the whole head has `header_timeout` from its first byte.
+    #[tokio::test]
+    async fn read_slow_head_is_408() {
+        let mock_io = Builder::new()
+            .read(b"GET / HTTP/1.1\r\n")
+            .wait(Duration::from_millis(300))
+            .build();
+        let mut http_stream = HttpSession::new(Box::new(mock_io));
+        http_stream.set_keepalive(Some(60));
+        http_stream.set_header_timeout(Some(Duration::from_millis(100)));
+        let res = http_stream.read_request().await;
+        assert_eq!(&HTTPStatus(408), res.unwrap_err().etype());
+        assert_eq!(
+            http_stream.refused_request_line(),
+            Some(&b"GET / HTTP/1.1"[..])
+        );
+    }
+
+    // edgeward patch: a long request line is a 414, large fields a 431.
+    #[tokio::test]
+    async fn read_too_large_heads() {
+        let long = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(2000));
+        let big = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+            "a".repeat(2000)
+        );
+        for (input, status) in [(long, 414), (big, 431)] {
+            let mock_io = Builder::new().read(input.as_bytes()).build();
+            let mut http_stream = HttpSession::new(Box::new(mock_io));
+            http_stream.set_max_header_size(1024);
+            let res = http_stream.read_request().await;
+            assert_eq!(&HTTPStatus(status), res.unwrap_err().etype());
+        }
+    }
+
     #[tokio::test]
     async fn read_invalid_header_end() {
         let input = b"POST / HTTP/1.1\r\nHost: pingora.org\r\nContent-Length: 3\r\r\nConnection: keep-alive\r\n\r\nabc";
