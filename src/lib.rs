@@ -14,6 +14,7 @@
 //! - `waf`: the Web Application Firewall (libmodsecurity + CRS)
 //! - `cache`: the HTTP cache (pingora-cache, memory or Redis)
 //! - `tls`: HTTPS: certificates by SNI, `https_redirect`, HSTS
+//! - `limits`: timeouts and sizes of requests, connections at once
 //! - `logs`: access logs and the sites log, written by one writer thread
 //! - `pages`: edgeward's own responses
 //! - `admin`, `metrics`: `/metrics` and `/health`
@@ -26,6 +27,7 @@ mod admin;
 mod cache;
 pub mod cli;
 mod config;
+mod limits;
 mod live;
 pub mod logs;
 mod metrics;

@@ -20,6 +20,7 @@ impl Live {
     pub(crate) fn new(path: PathBuf, config: Config) -> Live {
         metrics::SITES.set(config.sites.len() as i64);
         crate::tls::install(config.certificates.clone(), config.certificate_expiries());
+        crate::limits::connections::install(config.limits.max_connections);
         Live {
             current: ArcSwap::from_pointee(config),
             path,
@@ -47,6 +48,8 @@ impl Live {
                 self.current.store(new.clone());
                 // New handshakes get the new certificates.
                 crate::tls::install(new.certificates.clone(), new.certificate_expiries());
+                // New connections count against the new limit.
+                crate::limits::connections::install(new.limits.max_connections);
                 // New files for new sites, removed sites' files closed.
                 crate::logs::reopen();
                 // Programs of removed or changed sites are stopped.

@@ -108,6 +108,39 @@ pub(crate) static SITES: LazyLock<IntGauge> = LazyLock::new(|| {
     )
 });
 
+pub(crate) static CLIENT_CONNECTIONS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "edgeward_client_connections",
+            "Client connections open now (limits.max_connections).",
+        )
+        .expect("valid metric"),
+    )
+});
+
+pub(crate) static CONNECTIONS_REFUSED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "edgeward_connections_refused_total",
+            "Client connections closed at once because limits.max_connections was reached.",
+        )
+        .expect("valid metric"),
+    )
+});
+
+pub(crate) static REFUSED_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "edgeward_refused_requests_total",
+                "Requests refused before any site saw them (unparsable, too slow, too large), by reason.",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric"),
+    )
+});
+
 pub(crate) static TLS_HANDSHAKE_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(

@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
+use pingora::protocols::http::ServerSession;
 use pingora::proxy::Session;
 
 fn reason(status: u16) -> &'static str {
@@ -40,6 +41,27 @@ impl Page {
     /// Send it as the response to `session`.
     pub(crate) async fn send(&self, session: &mut Session, request_id: &str) -> Result<()> {
         respond_with(session, self.status, self.detail, request_id, &self.extra).await
+    }
+
+    /// Send it on a bare HTTP session, before any phase ran (a request
+    /// Pingora's reader refused; its head may not even be parsed). The
+    /// connection is closed after it.
+    pub(crate) async fn send_refusal(
+        &self,
+        session: &mut ServerSession,
+        request_id: &str,
+    ) -> Result<()> {
+        let body = body(self.status, self.detail, request_id);
+        let resp = header(
+            self.status,
+            "text/html; charset=utf-8",
+            body.len(),
+            request_id,
+            &self.extra,
+        )?;
+        session.set_keepalive(None);
+        session.write_response_header(Box::new(resp)).await?;
+        session.write_response_body(body, true).await
     }
 }
 
@@ -96,14 +118,7 @@ async fn send(
     request_id: &str,
     extra: &[(&'static str, String)],
 ) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(5 + extra.len()))?;
-    resp.insert_header("content-type", content_type)?;
-    for (k, v) in extra {
-        resp.insert_header(*k, v)?;
-    }
-    resp.insert_header("content-length", body.len().to_string())?;
-    resp.insert_header("cache-control", "no-store")?;
-    resp.insert_header(crate::request_id::HEADER, request_id)?;
+    let resp = header(status, content_type, body.len(), request_id, extra)?;
     let head_only = session.req_header().method == http::Method::HEAD;
     session
         .write_response_header(Box::new(resp), head_only)
@@ -112,4 +127,22 @@ async fn send(
         session.write_response_body(Some(body), true).await?;
     }
     Ok(())
+}
+
+fn header(
+    status: u16,
+    content_type: &str,
+    len: usize,
+    request_id: &str,
+    extra: &[(&'static str, String)],
+) -> Result<ResponseHeader> {
+    let mut resp = ResponseHeader::build(status, Some(5 + extra.len()))?;
+    resp.insert_header("content-type", content_type)?;
+    for (k, v) in extra {
+        resp.insert_header(*k, v)?;
+    }
+    resp.insert_header("content-length", len.to_string())?;
+    resp.insert_header("cache-control", "no-store")?;
+    resp.insert_header(crate::request_id::HEADER, request_id)?;
+    Ok(resp)
 }

@@ -7,7 +7,7 @@ use crate::live::{InFlight, Live};
 use crate::pages::Page;
 use crate::sites::{Config, Site};
 use crate::upstream::UpstreamTarget;
-use crate::{cache, logs, metrics, request, request_id, supervisor, tls, upstream, waf};
+use crate::{cache, limits, logs, metrics, request, request_id, supervisor, tls, upstream, waf};
 use async_trait::async_trait;
 use log::warn;
 use pingora::cache::key::HashBinary;
@@ -15,6 +15,7 @@ use pingora::cache::{CacheKey, CacheMeta, ForcedFreshness, HitHandler, RespCache
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
+use pingora::protocols::http::ServerSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use std::borrow::Cow;
@@ -62,6 +63,10 @@ pub(crate) struct RequestCtx {
     waf_status: u16,
     /// The TLS version of the client connection (None: plain HTTP).
     tls_version: Option<Cow<'static, str>>,
+    /// The request body against its size limit.
+    body: limits::BodyCount,
+    /// The body went over the limit (fail_to_proxy answers 413).
+    body_refused: bool,
     _in_flight: InFlight,
 }
 
@@ -108,6 +113,8 @@ impl ProxyHttp for EdgeProxy {
             waf: None,
             waf_status: 0,
             tls_version: None,
+            body: limits::BodyCount::default(),
+            body_refused: false,
             _in_flight: InFlight::enter(),
         }
     }
@@ -128,6 +135,19 @@ impl ProxyHttp for EdgeProxy {
         Ok(())
     }
 
+    /// Before a request head is read: the header and body timeouts, the
+    /// largest head, the keep-alive timeout (`limits:`).
+    fn downstream_session_start(&self, session: &mut ServerSession) {
+        self.live.snapshot().limits.start_session(session);
+    }
+
+    /// A request refused before any other phase (unparsable, slow or too
+    /// large head, CONNECT): edgeward's page, the global access log.
+    async fn request_refused(&self, session: &mut ServerSession, e: &Error) {
+        let config = self.live.snapshot();
+        limits::refused::answer(session, e, config.access_log.as_ref()).await;
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let length_and_coding = session
             .as_downstream()
@@ -143,9 +163,8 @@ impl ProxyHttp for EdgeProxy {
         {
             Ok(front) => front,
             Err(why) => {
-                if why.closes() {
-                    session.set_keepalive(None);
-                }
+                // A malformed request: not worth keeping the connection.
+                session.set_keepalive(None);
                 let page = Page::new(why.status(), why.message());
                 return ctx.answer(session, page).await;
             }
@@ -162,6 +181,17 @@ impl ProxyHttp for EdgeProxy {
             return ctx.answer(session, page).await;
         };
         ctx.site = Some(site.clone());
+        let body_limit = site
+            .max_body_size
+            .unwrap_or(ctx.config.limits.max_body_size);
+        ctx.body = match limits::BodyCount::start(session.req_header(), body_limit) {
+            Ok(count) => count,
+            Err(page) => {
+                // The body is not read: the connection cannot be reused.
+                session.set_keepalive(None);
+                return ctx.answer(session, page).await;
+            }
+        };
         if cache::is_purge(session) {
             let host = ctx.host.as_deref();
             ctx.own_status = cache::purge(
@@ -302,6 +332,13 @@ impl ProxyHttp for EdgeProxy {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let Some(chunk) = body
+            && !ctx.body.add(chunk.len())
+        {
+            // fail_to_proxy answers with the 413 page.
+            ctx.body_refused = true;
+            return Error::e_explain(ErrorType::HTTPStatus(413), "limits.max_body_size");
+        }
         if let Some(inspection) = ctx.waf.as_mut()
             && let Some(status) = inspection.body(body, end_of_stream).await.stop()
         {
@@ -451,6 +488,19 @@ impl ProxyHttp for EdgeProxy {
                 can_reuse_downstream: false,
             };
         }
+        if ctx.body_refused {
+            let page = limits::too_large();
+            ctx.own_status = page.status;
+            if session.response_written().is_none()
+                && let Err(err) = page.send(session, &ctx.request_id).await
+            {
+                warn!("could not send the 413 page: {err}");
+            }
+            return FailToProxy {
+                error_code: page.status,
+                can_reuse_downstream: false,
+            };
+        }
         let failure = upstream::classify(e);
         let site = ctx.site.as_ref().map_or("-", |s| s.id.as_str());
         if matches!(e.esource(), ErrorSource::Upstream) || failure.status >= 500 {
@@ -498,14 +548,17 @@ impl ProxyHttp for EdgeProxy {
     }
 
     fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, e: &Error) -> bool {
-        if ctx.waf_status > 0 {
-            // A WAF stop is not a proxy error; the WAF logged it.
+        if ctx.waf_status > 0 || ctx.body_refused {
+            // A WAF stop or a body over the limit is not a proxy error.
             return true;
         }
         // Upstream failures are logged by fail_to_proxy with the site and
         // cause; a client that went away is not an error of ours.
         matches!(e.esource(), ErrorSource::Upstream)
-            || upstream::classify(e).cause == upstream::Cause::Client
+            || matches!(
+                upstream::classify(e).cause,
+                upstream::Cause::Client | upstream::Cause::ClientTimeout
+            )
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
@@ -514,12 +567,19 @@ impl ProxyHttp for EdgeProxy {
         }
         let resp = session.response_written();
         let status = resp.map_or(ctx.own_status, |r| r.status.as_u16());
-        let Some(site) = &ctx.site else {
-            metrics::UNMATCHED.count(status);
-            return;
+        let (access_log, site_id) = match &ctx.site {
+            Some(site) => {
+                site.metrics.count(status);
+                (site.access_log.as_ref(), site.id.as_str())
+            }
+            None => {
+                // Refused before routing, or no site for the host: the
+                // global access log, so operators see it.
+                metrics::UNMATCHED.count(status);
+                (ctx.config.access_log.as_ref(), "-")
+            }
         };
-        site.metrics.count(status);
-        if let Some(access_log) = &site.access_log {
+        if let Some(access_log) = access_log {
             let req = session.req_header();
             access_log.log(&logs::Record {
                 method: req.method.as_str().as_bytes(),
@@ -532,7 +592,7 @@ impl ProxyHttp for EdgeProxy {
                 client_ip: ctx.client_ip,
                 host: ctx.host.as_deref(),
                 request_id: &ctx.request_id,
-                site: &site.id,
+                site: site_id,
                 scheme: match (session.was_upgraded(), ctx.tls_version.is_some()) {
                     (false, false) => "http",
                     (false, true) => "https",

@@ -99,16 +99,15 @@ pub(crate) fn run(path: PathBuf, config: Config) -> Result<(), StartError> {
     crate::supervisor::SUPERVISOR.apply(&config.supervisor, config.programs());
     let live = Arc::new(Live::new(path, config));
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        EdgeProxy::new(live.clone()),
-        "edgeward proxy",
+    let mut app = pingora::proxy::http_proxy(&server.configuration, EdgeProxy::new(live.clone()));
+    let mut opts = HttpServerOptions::default();
+    opts.h2c = true;
+    app.server_options = Some(opts);
+    // Behind limits.max_connections.
+    let mut proxy = Service::new(
+        "edgeward proxy".to_string(),
+        crate::limits::connections::Limited::new(app),
     );
-    if let Some(app) = proxy.app_logic_mut() {
-        let mut opts = HttpServerOptions::default();
-        opts.h2c = true;
-        app.server_options = Some(opts);
-    }
     for addr in &listen {
         proxy.add_listener(
             ListenerConfig::tcp(addr.as_str())

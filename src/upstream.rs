@@ -242,6 +242,8 @@ pub(crate) enum Cause {
     BadResponse,
     /// The client went away.
     Client,
+    /// The client paused longer than `limits.body_timeout` in its body.
+    ClientTimeout,
     BadRequest,
     Internal,
 }
@@ -256,6 +258,7 @@ impl Cause {
             Cause::ConnectError => "connect_error",
             Cause::BadResponse => "bad_response",
             Cause::Client => "client",
+            Cause::ClientTimeout => "client_timeout",
             Cause::BadRequest => "bad_request",
             Cause::Internal => "internal",
         }
@@ -269,7 +272,11 @@ impl Cause {
             Cause::Timeout => "Upstream did not answer in time",
             Cause::ConnectError => "Connection to upstream failed",
             Cause::BadResponse => "Upstream sent an invalid or incomplete response",
-            Cause::Status | Cause::Client | Cause::BadRequest | Cause::Internal => return None,
+            Cause::Status
+            | Cause::Client
+            | Cause::ClientTimeout
+            | Cause::BadRequest
+            | Cause::Internal => return None,
         })
     }
 }
@@ -313,9 +320,14 @@ pub(crate) fn classify(e: &Error) -> Failure {
             Cause::BadResponse,
             "The site's application sent an invalid or incomplete response.",
         ),
+        ReadTimedout if matches!(e.esource(), ErrorSource::Downstream) => (
+            408,
+            Cause::ClientTimeout,
+            "The request body did not arrive in time.",
+        ),
         // The client went away, or reset its HTTP/2 stream or connection
         // (h2 errors end the stream: no page can be sent on it).
-        ReadError | WriteError | ConnectionClosed | ReadTimedout | WriteTimedout | H2Error
+        ReadError | WriteError | ConnectionClosed | WriteTimedout | H2Error
             if matches!(e.esource(), ErrorSource::Downstream) =>
         {
             (0, Cause::Client, "")

@@ -5,8 +5,8 @@
 
 use super::cidr::Cidr;
 use super::file::{
-    AccessLogFile, CacheFile, SiteCacheFile, SiteTlsFile, SiteWafFile, SupervisorFile, TlsFile,
-    UpstreamFile, WafFile,
+    AccessLogFile, CacheFile, GlobalAccessLogFile, LimitsFile, SiteCacheFile, SiteLimitsFile,
+    SiteTlsFile, SiteWafFile, SupervisorFile, TlsFile, UpstreamFile, WafFile,
 };
 use super::report::Place;
 use super::units::ConfDuration;
@@ -28,6 +28,8 @@ pub(crate) struct Document {
     pub(crate) cache: Option<CacheFile>,
     pub(crate) waf: Option<WafFile>,
     pub(crate) tls: Option<TlsFile>,
+    pub(crate) limits: Option<LimitsFile>,
+    pub(crate) access_log: Option<GlobalAccessLogFile>,
     /// Every site whose name and shape could be read, in file order.
     pub(crate) sites: Vec<SiteDoc>,
 }
@@ -37,6 +39,8 @@ pub(crate) const SUPERVISOR: &[&str] = &["supervisor"];
 pub(crate) const CACHE: &[&str] = &["cache"];
 pub(crate) const WAF: &[&str] = &["waf"];
 pub(crate) const TLS: &[&str] = &["tls"];
+pub(crate) const LIMITS: &[&str] = &["limits"];
+pub(crate) const ACCESS_LOG: &[&str] = &["access_log"];
 
 /// One site: `accounts.<account>.sites.<name>`.
 #[derive(Debug)]
@@ -56,6 +60,7 @@ pub(crate) struct SiteDoc {
     pub(crate) cache: Option<SiteCacheFile>,
     pub(crate) access_log: Option<AccessLogFile>,
     pub(crate) tls: Option<SiteTlsFile>,
+    pub(crate) limits: Option<SiteLimitsFile>,
     pub(crate) https_redirect: Option<bool>,
     pub(crate) hsts: Option<ConfDuration>,
     /// The site itself (its sections are children of this place).

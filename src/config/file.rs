@@ -124,6 +124,33 @@ pub(crate) struct AccessLogFile {
     pub(crate) format: Option<String>,
 }
 
+/// Global `limits:` section: the defaults for every listener.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LimitsFile {
+    pub(crate) header_timeout: Option<ConfDuration>,
+    pub(crate) body_timeout: Option<ConfDuration>,
+    pub(crate) keepalive_timeout: Option<ConfDuration>,
+    pub(crate) max_header_size: Option<ConfSize>,
+    pub(crate) max_body_size: Option<ConfSize>,
+    pub(crate) max_connections: Option<u64>,
+}
+
+/// A site's `limits:` section (only what a site may set for itself).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SiteLimitsFile {
+    pub(crate) max_body_size: Option<ConfSize>,
+}
+
+/// Top-level `access_log:`: the log of requests no site owns.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GlobalAccessLogFile {
+    pub(crate) file: String,
+    pub(crate) format: Option<String>,
+}
+
 /// Global `tls:` section: the HTTPS listeners and the default certificate.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -13,7 +13,7 @@ mod report;
 pub(crate) mod units;
 
 pub(crate) use cidr::{Cidr, canonical};
-pub(crate) use document::{CACHE, Document, SUPERVISOR, SiteDoc, TLS, WAF};
+pub(crate) use document::{ACCESS_LOG, CACHE, Document, LIMITS, SUPERVISOR, SiteDoc, TLS, WAF};
 pub(crate) use parse::{parse, read};
 pub(crate) use report::{Place, Report, Section};
 

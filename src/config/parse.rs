@@ -31,10 +31,13 @@ const TOP_KEYS: &[&str] = &[
     "cache",
     "waf",
     "tls",
+    "limits",
+    "access_log",
     "accounts",
 ];
 
-const SITE_KEYS: &str = "addresses, upstream, waf, cache, access_log, tls, https_redirect, hsts";
+const SITE_KEYS: &str =
+    "addresses, upstream, waf, cache, access_log, tls, limits, https_redirect, hsts";
 
 /// The text of the configuration file at `path`.
 pub(crate) fn read(path: &Path) -> Result<String, ConfigErrors> {
@@ -201,6 +204,8 @@ impl Reader {
                 "cache" => self.doc.cache = self.de(v, &p),
                 "waf" => self.doc.waf = self.de(v, &p),
                 "tls" => self.doc.tls = self.de(v, &p),
+                "limits" => self.doc.limits = self.de(v, &p),
+                "access_log" => self.doc.access_log = self.de(v, &p),
                 "accounts" => match v {
                     Value::Mapping(m) => {
                         for (name, acc) in m {
@@ -380,6 +385,7 @@ impl Reader {
             cache: None,
             access_log: None,
             tls: None,
+            limits: None,
             https_redirect: None,
             hsts: None,
             at: sp.clone(),
@@ -394,6 +400,7 @@ impl Reader {
                 "cache" => site.cache = self.de(v, &p),
                 "access_log" => site.access_log = self.de(v, &p),
                 "tls" => site.tls = self.de(v, &p),
+                "limits" => site.limits = self.de(v, &p),
                 "https_redirect" => site.https_redirect = self.de(v, &p),
                 "hsts" => site.hsts = self.de(v, &p),
                 other => self.report.at_key(

@@ -2,9 +2,45 @@
 //! validated and built into its [`AccessLog`].
 
 use super::{AccessLog, Format};
-use crate::config::Section;
-use crate::config::file::AccessLogFile;
+use crate::config::file::{AccessLogFile, GlobalAccessLogFile};
+use crate::config::{Section, absolute};
 use std::path::Path;
+
+/// Validate the top-level `access_log:` (requests no site owns): None on
+/// error, Some(None) when there is none.
+pub(crate) fn global_access_log(
+    file: Option<&GlobalAccessLogFile>,
+    sec: &mut Section<'_>,
+) -> Option<Option<AccessLog>> {
+    let Some(f) = file else {
+        return Some(None);
+    };
+    if f.file.is_empty() || f.file.contains('\0') || f.file.ends_with('/') {
+        sec.error(
+            &["file"],
+            format!("access_log.file: {:?} must be a file path", f.file),
+        );
+    }
+    let format = parse_format(f.format.as_deref(), sec);
+    sec.done(|| ())?;
+    Some(Some(AccessLog::at(absolute(Path::new(&f.file)), format?)))
+}
+
+fn parse_format(format: Option<&str>, sec: &mut Section<'_>) -> Option<Format> {
+    match Format::parse(format.unwrap_or("standard")) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            sec.error(
+                &["format"],
+                format!(
+                    "access_log.format: column {} of the format: {}",
+                    e.column, e.message
+                ),
+            );
+            None
+        }
+    }
+}
 
 /// Validate a site's `access_log:` section: Some(None) when it is switched
 /// off, None on error. The file is `<log_dir>/http/<file>`, by default
@@ -31,19 +67,7 @@ pub(crate) fn access_log(
             format!("access_log.file: {file_name:?} must be a plain file name; it is created in <log_dir>/http/"),
         );
     }
-    let format = match Format::parse(format.as_deref().unwrap_or("standard")) {
-        Ok(f) => Some(f),
-        Err(e) => {
-            sec.error(
-                &["format"],
-                format!(
-                    "access_log.format: column {} of the format: {}",
-                    e.column, e.message
-                ),
-            );
-            None
-        }
-    };
+    let format = parse_format(format.as_deref(), sec);
     if !sec.ok() {
         return None;
     }

@@ -36,6 +36,14 @@ impl AccessLog {
         }
     }
 
+    /// The global access log, at `path` (absolute).
+    pub(crate) fn at(path: std::path::PathBuf, format: Format) -> AccessLog {
+        AccessLog {
+            file: LogFile::new(path),
+            format,
+        }
+    }
+
     /// Render `r` (on the calling thread; it is cheap) and queue the line.
     pub(crate) fn log(&self, r: &Record) {
         let mut line = Vec::with_capacity(256);

@@ -10,12 +10,14 @@ mod router;
 pub(crate) use router::Router;
 
 use crate::cache::{self, CacheSettings, SiteCache};
-use crate::config::{self, CACHE, ConfigErrors, Document, Report, SUPERVISOR, SiteDoc, TLS, WAF};
+use crate::config::{
+    self, ACCESS_LOG, CACHE, ConfigErrors, Document, LIMITS, Report, SUPERVISOR, SiteDoc, TLS, WAF,
+};
 use crate::config::{Cidr, Place};
 use crate::logs::{self, AccessLog, SitesLog};
 use crate::metrics::SiteMetrics;
 use crate::upstream::{self, Upstream, UpstreamTarget};
-use crate::{supervisor, tls, waf};
+use crate::{limits, supervisor, tls, waf};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +41,10 @@ pub(crate) struct Config {
     pub(crate) cache: CacheSettings,
     /// Global `tls:` settings.
     pub(crate) tls: tls::Settings,
+    /// Global `limits:`.
+    pub(crate) limits: limits::Limits,
+    /// The top-level `access_log:`: requests no site owns.
+    pub(crate) access_log: Option<AccessLog>,
     /// The certificate of each name, for handshakes.
     pub(crate) certificates: Arc<tls::CertIndex>,
 }
@@ -107,6 +113,8 @@ pub(crate) struct Site {
     pub(crate) waf: Option<Arc<waf::SiteWaf>>,
     /// Certificate, redirect to HTTPS, HSTS.
     pub(crate) tls: tls::SiteTls,
+    /// The site's own `limits.max_body_size` (None: the global one).
+    pub(crate) max_body_size: Option<u64>,
 }
 
 /// Read, validate and build the configuration file at `path`: every error
@@ -127,6 +135,14 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     let supervisor = supervisor::settings(
         doc.supervisor.as_ref(),
         &mut report.section(Place::new(SUPERVISOR, "")),
+    );
+    let limits = limits::config::global(
+        doc.limits.as_ref(),
+        &mut report.section(Place::new(LIMITS, "")),
+    );
+    let access_log = logs::config::global_access_log(
+        doc.access_log.as_ref(),
+        &mut report.section(Place::new(ACCESS_LOG, "")),
     );
     let plain: Vec<String> = doc
         .listen
@@ -160,6 +176,11 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
         }
     }
     let config = build(doc, sites, router, cache, supervisor, tls, certificates);
+    let config = config.and_then(|mut c| {
+        c.limits = limits?;
+        c.access_log = access_log?;
+        Some(c)
+    });
     report.finish(config)
 }
 
@@ -189,6 +210,8 @@ fn build(
         cache: cache?,
         tls,
         certificates: Arc::new(certificates),
+        limits: limits::Limits::default(),
+        access_log: None,
     })
 }
 
@@ -223,6 +246,8 @@ fn assemble(
         &sites_log,
         &mut report.section(s.at.child("waf")),
     );
+    let max_body_size =
+        limits::config::site(s.limits.as_ref(), &mut report.section(s.at.child("limits")));
     let addresses = s.addresses.clone()?;
     let tls = tls::config::site(
         &addresses,
@@ -243,5 +268,6 @@ fn assemble(
         cache: cache?,
         waf: waf?,
         tls: tls?,
+        max_body_size: max_body_size?,
     })
 }

@@ -347,31 +347,11 @@ where
             }
             Err(mut e) => {
                 e.as_down();
-                // edgeward patch: a request refused with a status of its own (501 for an
-                // unknown transfer coding) is answered with it, like a malformed one.
-                let status = match e.etype {
-                    InvalidHTTPHeader => Some(400),
-                    HTTPStatus(code @ 501) => Some(code),
-                    _ => None,
-                };
-                if let Some(status) = status {
-                    debug!(
-                        "Fail to proxy: {e}, downstream session type: {}",
-                        downstream_session.session_type()
-                    );
-                    downstream_session
-                        .respond_error(status)
-                        .await
-                        .unwrap_or_else(|e| {
-                            error!("failed to send error response to downstream: {e}");
-                        });
-                } else {
-                    // otherwise the connection must be broken, no need to send anything
-                    error!(
-                        "Fail to proxy: {e}, downstream session type: {}",
-                        downstream_session.session_type()
-                    );
-                }
+                // edgeward patch: the application answers (and logs) a refused
+                // head; by default 400 for InvalidHTTPHeader as before.
+                self.inner
+                    .request_refused(&mut downstream_session, &e)
+                    .await;
                 downstream_session.shutdown().await;
                 return None;
             }
@@ -392,12 +372,11 @@ where
             .is_some_and(|opts| opts.allow_connect_method_proxying)
             && downstream_session.req_header().method == Method::CONNECT
         {
-            downstream_session
-                .respond_error(405)
-                .await
-                .unwrap_or_else(|e| {
-                    error!("failed to send error response to downstream: {e}");
-                });
+            // edgeward patch: answered by the application (default: 405).
+            let e = Error::explain(HTTPStatus(405), "CONNECT is not proxied");
+            self.inner
+                .request_refused(&mut downstream_session, &e)
+                .await;
             downstream_session.shutdown().await;
             return None;
         }
@@ -1571,6 +1550,9 @@ where
     ) -> Option<ReusedHttpStream> {
         // Extract user context from the previous request before the session is moved into the Box
         let prev_user_ctx = session.take_connection_user_context();
+
+        // edgeward patch: per-session limits before the head is read.
+        self.inner.downstream_session_start(&mut session);
 
         let session = Box::new(session);
 

@@ -106,6 +106,42 @@ pub trait ProxyHttp {
         Ok(false)
     }
 
+    /// edgeward patch: called with each new downstream session before its
+    /// request head is read (the first one of a connection, and each one
+    /// reusing it), to set per-session limits such as
+    /// [`HttpSession::set_header_timeout()`], [`HttpSession::set_max_header_size()`],
+    /// the keepalive or the read timeout.
+    fn downstream_session_start(&self, _session: &mut HttpSession) {}
+
+    /// edgeward patch: the request could not be read, or was refused before
+    /// any other phase ran (an unparsable or too large head, a head too slow,
+    /// a CONNECT): answer `session` here. The connection is closed afterwards.
+    /// The error is `HTTPStatus(code)` when the refusal has a status of its
+    /// own, `InvalidHTTPHeader` for a head the parser refused (400), else an
+    /// I/O error on a connection that cannot be answered.
+    ///
+    /// By default Pingora's own (empty) error response is sent.
+    async fn request_refused(&self, session: &mut HttpSession, e: &Error) {
+        let code = match e.etype() {
+            HTTPStatus(code) => *code,
+            InvalidHTTPHeader => 400,
+            _ => {
+                error!(
+                    "Fail to proxy: {e}, downstream session type: {}",
+                    session.session_type()
+                );
+                return;
+            }
+        };
+        debug!(
+            "Fail to proxy: {e}, downstream session type: {}",
+            session.session_type()
+        );
+        session.respond_error(code).await.unwrap_or_else(|e| {
+            error!("failed to send error response to downstream: {e}");
+        });
+    }
+
     /// Handle the incoming request before any downstream module is executed.
     ///
     /// This function is similar to [Self::request_filter()] but executes before any other logic,

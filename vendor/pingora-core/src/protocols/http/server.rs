@@ -385,6 +385,36 @@ impl Session {
         }
     }
 
+    /// edgeward patch: the whole request head must arrive within `timeout` of
+    /// its first byte, else reading it fails with `HTTPStatus(408)`.
+    ///
+    /// This is a noop for h2, subrequests and custom sessions.
+    pub fn set_header_timeout(&mut self, timeout: Option<Duration>) {
+        if let Self::H1(s) = self {
+            s.set_header_timeout(timeout);
+        }
+    }
+
+    /// edgeward patch: the largest request head accepted (at most 1 MiB);
+    /// beyond it reading it fails with `HTTPStatus(414)` for a long request
+    /// line, else `HTTPStatus(431)`.
+    ///
+    /// This is a noop for h2, subrequests and custom sessions.
+    pub fn set_max_header_size(&mut self, size: usize) {
+        if let Self::H1(s) = self {
+            s.set_max_header_size(size);
+        }
+    }
+
+    /// edgeward patch: the first line of a request head that reading refused
+    /// (HTTP/1 only), for the application's log.
+    pub fn refused_request_line(&self) -> Option<&[u8]> {
+        match self {
+            Self::H1(s) => s.refused_request_line(),
+            _ => None,
+        }
+    }
+
     /// Gets the downstream read timeout if set.
     pub fn get_read_timeout(&self) -> Option<Duration> {
         match self {

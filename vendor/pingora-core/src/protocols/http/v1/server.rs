@@ -29,7 +29,7 @@ use pingora_timeout::timeout;
 use regex::bytes::Regex;
 use std::any::Any;
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::body::{BodyReader, BodyWriter};
@@ -161,6 +161,17 @@ pub struct HttpSession {
     /// edgeward patch: the request carried Content-Length beside Transfer-Encoding
     /// (the Content-Length was removed), so that an application can refuse it.
     content_length_with_transfer_encoding: bool,
+    /// edgeward patch: the whole request head must arrive within this time of
+    /// its first byte, else `read_request()` fails with `HTTPStatus(408)`
+    /// (None: only the keepalive and read timeouts apply, per read).
+    header_timeout: Option<Duration>,
+    /// edgeward patch: the largest request head accepted; beyond it
+    /// `read_request()` fails with `HTTPStatus(414)` (request line) or
+    /// `HTTPStatus(431)` (header fields).
+    max_header_size: usize,
+    /// edgeward patch: the first line of a request head `read_request()`
+    /// refused, so the application can log what was refused.
+    refused_request_line: Option<Bytes>,
 }
 
 impl HttpSession {
@@ -211,38 +222,103 @@ impl HttpSession {
             // edgeward patch: see the field.
             content_length_with_transfer_encoding: false,
             pipelined_idle_bytes_stashed: false,
+            header_timeout: None,
+            max_header_size: MAX_HEADER_SIZE,
+            refused_request_line: None,
         }
+    }
+
+    /// edgeward patch: the whole request head must arrive within `timeout` of
+    /// its first byte (the keepalive timeout still bounds the wait for that
+    /// first byte); a late head fails `read_request()` with `HTTPStatus(408)`.
+    pub fn set_header_timeout(&mut self, timeout: Option<Duration>) {
+        self.header_timeout = timeout;
+    }
+
+    /// edgeward patch: the largest request head (request line and header
+    /// fields) `read_request()` accepts, at most the built-in 1 MiB.
+    pub fn set_max_header_size(&mut self, size: usize) {
+        self.max_header_size = size.min(MAX_HEADER_SIZE);
+    }
+
+    /// edgeward patch: the first line (without CRLF, at most 2 KiB) of the
+    /// request head that `read_request()` last refused.
+    pub fn refused_request_line(&self) -> Option<&[u8]> {
+        self.refused_request_line.as_deref()
+    }
+
+    // edgeward patch: keep the request line of a refused head.
+    fn keep_refused_line(&mut self, buf: &[u8]) {
+        const MAX_LINE: usize = 2048;
+        let end = buf
+            .iter()
+            .position(|b| *b == b'\n')
+            .unwrap_or(buf.len())
+            .min(MAX_LINE);
+        let line = buf[..end].strip_suffix(b"\r").unwrap_or(&buf[..end]);
+        self.refused_request_line = Some(Bytes::copy_from_slice(line));
+    }
+
+    // edgeward patch: the status for a head larger than `max_header_size`:
+    // 414 when its request line alone is too long, else 431.
+    fn head_too_large(&mut self, buf: &[u8]) -> Box<Error> {
+        self.keep_refused_line(buf);
+        let line_len = buf.iter().position(|b| *b == b'\n');
+        let (status, what) = match line_len {
+            Some(n) if n <= self.max_header_size => (431, "Request header"),
+            _ => (414, "Request line"),
+        };
+        Error::explain(
+            HTTPStatus(status),
+            format!("{what} larger than {}", self.max_header_size),
+        )
     }
 
     async fn read_request_buf(
         &mut self,
         buf: &mut BytesMut,
         already_read: usize,
+        deadline: Option<Instant>,
     ) -> Result<Option<usize>> {
         let read_result = {
             let read_event = self.underlying_stream.read_buf(buf);
-            match self.keepalive_timeout {
-                KeepaliveStatus::Timeout(d) => match timeout(d, read_event).await {
+            // edgeward patch: once the head has begun, the header deadline
+            // bounds each read (a slow head gets 408), not the idle timeouts.
+            if let Some(deadline) = deadline.filter(|_| already_read > 0) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match timeout(left, read_event).await {
                     Ok(res) => res,
-                    Err(e) => {
-                        debug!("keepalive timeout {d:?} reached, {e}");
-                        return Ok(None);
+                    Err(_) => {
+                        return Error::e_explain(
+                            HTTPStatus(408),
+                            format!("request header not complete in {:?}", self.header_timeout),
+                        );
                     }
-                },
-                KeepaliveStatus::Infinite => {
-                    // FIXME: this should only apply to reads between requests
-                    read_event.await
                 }
-                KeepaliveStatus::Off => match self.read_timeout {
-                    Some(t) => match timeout(t, read_event).await {
+            } else {
+                match self.keepalive_timeout {
+                    KeepaliveStatus::Timeout(d) => match timeout(d, read_event).await {
                         Ok(res) => res,
                         Err(e) => {
-                            debug!("read timeout {t:?} reached, {e}");
-                            return Error::e_explain(ReadTimedout, format!("timeout: {t:?}"));
+                            debug!("keepalive timeout {d:?} reached, {e}");
+                            return Ok(None);
                         }
                     },
-                    None => read_event.await,
-                },
+                    KeepaliveStatus::Infinite => {
+                        // FIXME: this should only apply to reads between requests
+                        read_event.await
+                    }
+                    KeepaliveStatus::Off => match self.read_timeout {
+                        Some(t) => match timeout(t, read_event).await {
+                            Ok(res) => res,
+                            Err(e) => {
+                                debug!("read timeout {t:?} reached, {e}");
+                                return Error::e_explain(ReadTimedout, format!("timeout: {t:?}"));
+                            }
+                        },
+                        None => read_event.await,
+                    },
+                }
             }
         };
 
@@ -309,15 +385,19 @@ impl HttpSession {
         let mut already_read = buf.len();
         let mut skip_next_read = already_read != 0;
         let mut detached_suffix = None;
+        // edgeward patch: the header deadline starts at the head's first byte.
+        self.refused_request_line = None;
+        let mut deadline = None;
         loop {
-            if already_read > MAX_HEADER_SIZE {
+            if already_read > self.max_header_size {
                 /* NOTE: this check only blocks second read. The first large read is allowed
                 since the buf is already allocated. The goal is to avoid slowly bloating
                 this buffer */
-                return Error::e_explain(
-                    InvalidHTTPHeader,
-                    format!("Request header larger than {MAX_HEADER_SIZE}"),
-                );
+                // edgeward patch: 414/431 (was InvalidHTTPHeader, answered 400).
+                return Err(self.head_too_large(&buf));
+            }
+            if deadline.is_none() && already_read > 0 {
+                deadline = self.header_timeout.map(|t| Instant::now() + t);
             }
 
             // On the first iteration after a pipelined prefix was injected,
@@ -328,10 +408,19 @@ impl HttpSession {
             // this request and is waiting for our response).
             if skip_next_read {
                 skip_next_read = false;
-            } else if let Some(n) = self.read_request_buf(&mut buf, already_read).await? {
-                already_read += n;
             } else {
-                return Ok(None);
+                // edgeward patch: keep the request line of a head that failed.
+                match self
+                    .read_request_buf(&mut buf, already_read, deadline)
+                    .await
+                {
+                    Ok(Some(n)) => already_read += n,
+                    Ok(None) => return Ok(None),
+                    Err(e) => {
+                        self.keep_refused_line(&buf);
+                        return Err(e);
+                    }
+                }
             }
 
             // Use loop as GOTO to retry escaped request buffer, not a real loop
@@ -341,6 +430,10 @@ impl HttpSession {
                 let parsed = parse_req_buffer(&mut req, &buf);
                 match parsed {
                     HeaderParseState::Complete(s) => {
+                        // edgeward patch: a head read in one go is limited too.
+                        if s > self.max_header_size {
+                            return Err(self.head_too_large(&buf));
+                        }
                         self.raw_header = Some(BufRef(0, s));
 
                         // We have the header name and values we parsed to be just 0 copy Bytes
@@ -433,7 +526,12 @@ impl HttpSession {
                         if has_both_te_and_cl {
                             self.set_keepalive(None);
                         }
-                        self.validate_request()?;
+                        // edgeward patch: keep the request line of a refused head.
+                        if let Err(e) = self.validate_request() {
+                            let buf = self.buf.clone();
+                            self.keep_refused_line(&buf);
+                            return Err(e);
+                        }
 
                         return Ok(Some(s));
                     }
@@ -461,6 +559,7 @@ impl HttpSession {
                                 already_read = buf.len();
                             } else {
                                 debug!("Invalid request header from {:?}", self.underlying_stream);
+                                self.keep_refused_line(&buf); // edgeward patch
                                 buf.truncate(MAX_ERR_BUF_LEN);
                                 return Error::e_because(
                                     InvalidHTTPHeader,
@@ -469,8 +568,17 @@ impl HttpSession {
                                 );
                             }
                         }
+                        // edgeward patch: too many header fields is a 431.
+                        httparse::Error::TooManyHeaders => {
+                            self.keep_refused_line(&buf);
+                            return Error::e_explain(
+                                HTTPStatus(431),
+                                format!("more than {MAX_HEADERS} header fields"),
+                            );
+                        }
                         _ => {
                             debug!("Invalid request header from {:?}", self.underlying_stream);
+                            self.keep_refused_line(&buf); // edgeward patch
                             buf.truncate(MAX_ERR_BUF_LEN);
                             return Error::e_because(
                                 InvalidHTTPHeader,
@@ -2275,6 +2383,41 @@ mod tests_stream {
         let mut http_stream = HttpSession::new(Box::new(mock_io));
         let res = http_stream.read_request().await;
         assert_eq!(&InvalidHTTPHeader, res.unwrap_err().etype());
+    }
+
+    // edgeward patch: the whole head has `header_timeout` from its first byte.
+    #[tokio::test]
+    async fn read_slow_head_is_408() {
+        let mock_io = Builder::new()
+            .read(b"GET / HTTP/1.1\r\n")
+            .wait(Duration::from_millis(300))
+            .build();
+        let mut http_stream = HttpSession::new(Box::new(mock_io));
+        http_stream.set_keepalive(Some(60));
+        http_stream.set_header_timeout(Some(Duration::from_millis(100)));
+        let res = http_stream.read_request().await;
+        assert_eq!(&HTTPStatus(408), res.unwrap_err().etype());
+        assert_eq!(
+            http_stream.refused_request_line(),
+            Some(&b"GET / HTTP/1.1"[..])
+        );
+    }
+
+    // edgeward patch: a long request line is a 414, large fields a 431.
+    #[tokio::test]
+    async fn read_too_large_heads() {
+        let long = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(2000));
+        let big = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+            "a".repeat(2000)
+        );
+        for (input, status) in [(long, 414), (big, 431)] {
+            let mock_io = Builder::new().read(input.as_bytes()).build();
+            let mut http_stream = HttpSession::new(Box::new(mock_io));
+            http_stream.set_max_header_size(1024);
+            let res = http_stream.read_request().await;
+            assert_eq!(&HTTPStatus(status), res.unwrap_err().etype());
+        }
     }
 
     #[tokio::test]
