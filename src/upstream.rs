@@ -195,6 +195,10 @@ pub(crate) fn peer(u: &Upstream, program: Option<SocketAddr>) -> Result<Box<Http
     peer.options.read_timeout = Some(u.read_timeout);
     peer.options.write_timeout = Some(u.write_timeout);
     peer.options.idle_timeout = Some(POOL_IDLE);
+    // A response with Content-Length beside Transfer-Encoding, or a repeated
+    // or listed Content-Length, is a 502 and its connection is dropped
+    // (vendor/README.md; docs/framing.md).
+    peer.options.strict_h1_response_framing = true;
     Ok(Box::new(peer))
 }
 

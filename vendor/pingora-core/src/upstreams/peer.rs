@@ -541,6 +541,11 @@ pub struct PeerOptions {
     /// **Note:** This field is unstable and may be removed or changed in future versions.
     /// It exists primarily for compatibility with legacy servers that send malformed headers.
     pub allow_h1_response_invalid_content_length: bool,
+    /// edgeward patch: refuse an HTTP/1 response with both Content-Length and
+    /// Transfer-Encoding, or with a repeated or listed Content-Length (an error: a
+    /// proxy answers 502 and the connection is not reused), instead of dropping the
+    /// Content-Length or merging identical values. Default false.
+    pub strict_h1_response_framing: bool,
     /// Controls automatically forwarded request headers sent to HTTP upstreams.
     pub http_upstream_request_policy: HttpUpstreamRequestPolicy,
     pub extra_proxy_headers: BTreeMap<String, Vec<u8>>,
@@ -600,6 +605,8 @@ impl PeerOptions {
             h2_stream_window_size: None,
             h2_connection_window_size: None,
             allow_h1_response_invalid_content_length: false,
+            // edgeward patch: see the field.
+            strict_h1_response_framing: false,
             http_upstream_request_policy: HttpUpstreamRequestPolicy::default(),
             extra_proxy_headers: BTreeMap::new(),
             curves: None,

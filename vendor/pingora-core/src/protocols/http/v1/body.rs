@@ -52,9 +52,13 @@ fn parse_chunk_line(
     #[derive(Clone, Copy)]
     enum St {
         /// After the size, an extension name or value: CR, `;`, `=` (after a name), BWS.
-        End { name: bool },
+        End {
+            name: bool,
+        },
         /// BWS seen: `;` or `=` (after a name) must follow.
-        Ws { name: bool },
+        Ws {
+            name: bool,
+        },
         Semi,
         Name,
         Eq,

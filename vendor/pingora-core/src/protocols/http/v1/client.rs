@@ -67,6 +67,8 @@ pub struct HttpSession {
     // If allowed, does not fail with error on invalid content-length
     // (treats as close-delimited response).
     allow_h1_response_invalid_content_length: bool,
+    /// edgeward patch: see `PeerOptions::strict_h1_response_framing`.
+    pub(crate) strict_h1_response_framing: bool,
 }
 
 /// HTTP 1.x client session
@@ -100,6 +102,7 @@ impl HttpSession {
             received_upgrade_req_body: false,
             close_delimited_resp: false,
             allow_h1_response_invalid_content_length: false,
+            strict_h1_response_framing: false,
         }
     }
 
@@ -110,6 +113,8 @@ impl HttpSession {
             session.set_allow_h1_response_invalid_content_length(
                 options.allow_h1_response_invalid_content_length,
             );
+            // edgeward patch: see PeerOptions::strict_h1_response_framing.
+            session.strict_h1_response_framing = options.strict_h1_response_framing;
         }
         session
     }
@@ -215,10 +220,11 @@ impl HttpSession {
         // unrecoverable framing error. A peer may opt to tolerate a single,
         // otherwise-invalid value and treat the response as close-delimited.
         // Note: Content-Length is already removed if Transfer-Encoding is present.
-        // edgeward patch: one Content-Length field with one value, never a list or a
-        // repeated field (which RFC 9110 section 8.6 lets a recipient merge): a
-        // proxy forwards one unambiguous length or nothing.
-        if resp_header.headers.contains_key(header::CONTENT_LENGTH)
+        // edgeward patch: with strict framing, one Content-Length field with one
+        // value, never a list or a repeated field (which RFC 9110 section 8.6 lets a
+        // recipient merge): a proxy forwards one unambiguous length or nothing.
+        if self.strict_h1_response_framing
+            && resp_header.headers.contains_key(header::CONTENT_LENGTH)
             && !super::common::content_length_is_single_token(&resp_header.headers)
         {
             return Error::e_explain(InvalidHTTPHeader, "Content-Length list or duplicate");
@@ -337,15 +343,21 @@ impl HttpSession {
                         let contains_content_length =
                             response_header.headers.contains_key(header::CONTENT_LENGTH);
 
-                        // edgeward patch: a response with both is refused (a 502 for a
-                        // proxy) and its connection is not reused, instead of dropping
-                        // the Content-Length: the upstream's framing is ambiguous, the
-                        // classic sign of response splitting (RFC 9112 section 6.3-2.3).
+                        // Transfer encoding overrides content length, so when
+                        // both are present, we MUST remove content length. This is
+                        // https://datatracker.ietf.org/doc/html/rfc9112#section-6.3-2.3
                         if contains_content_length && contains_transfer_encoding {
-                            return self.fail_response_header_read(Error::explain(
-                                InvalidHTTPHeader,
-                                "response with both Content-Length and Transfer-Encoding",
-                            ));
+                            // edgeward patch: with strict framing the response is refused
+                            // instead (a 502 for a proxy; the connection is not reused):
+                            // the upstream's framing is ambiguous, the classic sign of
+                            // response splitting.
+                            if self.strict_h1_response_framing {
+                                return self.fail_response_header_read(Error::explain(
+                                    InvalidHTTPHeader,
+                                    "response with both Content-Length and Transfer-Encoding",
+                                ));
+                            }
+                            response_header.remove_header(&header::CONTENT_LENGTH);
                         }
 
                         self.raw_header = Some(BufRef(0, s));
@@ -1502,6 +1514,22 @@ mod tests_stream {
         let mut http_stream = HttpSession::new(Box::new(mock_io));
         let res = http_stream.read_response().await;
         assert!(res.is_ok());
+    }
+
+    // edgeward patch: strict framing refuses what the default mode reconciles.
+    #[rstest]
+    #[case(&b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"[..])]
+    #[case(&b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n"[..])]
+    #[case(&b"HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n"[..])]
+    #[tokio::test]
+    async fn strict_h1_response_framing_refuses_ambiguous_lengths(#[case] input: &[u8]) {
+        let mock_io = Builder::new().read(input).build();
+        let mut http_stream = HttpSession::new(Box::new(mock_io));
+        http_stream.strict_h1_response_framing = true;
+        assert!(http_stream.read_response().await.is_err());
+        let mock_io = Builder::new().read(input).build();
+        let mut http_stream = HttpSession::new(Box::new(mock_io));
+        assert!(http_stream.read_response().await.is_ok());
     }
 
     #[tokio::test]

@@ -631,11 +631,14 @@ impl HttpSession {
                     .into_iter()
                     .next_back()
                     .map_or(&b""[..], |v| v.as_bytes());
-                if !last.rsplit(|&b| b == b',').next().unwrap_or(b"").trim_ascii().is_empty() {
-                    return Error::e_explain(
-                        HTTPStatus(501),
-                        "unknown final Transfer-Encoding",
-                    );
+                if !last
+                    .rsplit(|&b| b == b',')
+                    .next()
+                    .unwrap_or(b"")
+                    .trim_ascii()
+                    .is_empty()
+                {
+                    return Error::e_explain(HTTPStatus(501), "unknown final Transfer-Encoding");
                 }
                 return Error::e_explain(InvalidHTTPHeader, "non-chunked final Transfer-Encoding");
             }
