@@ -154,7 +154,7 @@ impl ProxyHttp for EdgeProxy {
             .had_content_length_with_transfer_encoding();
         let req = session.req_header();
         ctx.request_id =
-            request_id::for_request(req.headers.get(request_id::HEADER).map(|v| v.as_bytes()));
+            request_id::for_request(req.headers.get(&request_id::NAME).map(|v| v.as_bytes()));
         let peer = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -401,7 +401,7 @@ impl ProxyHttp for EdgeProxy {
     ) -> Result<()> {
         // X-Forwarded-For: append the socket peer to what the client sent.
         if let Some(peer) = ctx.peer_ip {
-            let sent = req.headers.get_all("x-forwarded-for");
+            let sent = req.headers.get_all(&request::X_FORWARDED_FOR);
             let xff = request::forwarded_for(sent.iter().map(|v| v.as_bytes()), peer);
             req.insert_header("x-forwarded-for", xff)?;
         }

@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub(crate) const HEADER: &str = "x-request-id";
+/// `HEADER` as a header name: looking it up by `&str` parses it every time.
+pub(crate) static NAME: http::HeaderName = http::HeaderName::from_static(HEADER);
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 static PREFIX: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {

@@ -9,6 +9,10 @@ mod host;
 
 pub(crate) use checks::{Malformed, ambiguous_framing, drop_h2c_upgrade, malformed};
 pub(crate) use forwarded::{client_ip, forwarded_for};
+
+/// `X-Forwarded-For` as a header name (a `&str` lookup parses the name each time).
+pub(crate) static X_FORWARDED_FOR: http::HeaderName =
+    http::HeaderName::from_static("x-forwarded-for");
 pub(crate) use host::{normalize_host, request_host};
 
 use crate::config::Cidr;
@@ -43,7 +47,7 @@ pub(crate) fn front(
         Vec::new()
     } else {
         req.headers
-            .get_all("x-forwarded-for")
+            .get_all(&X_FORWARDED_FOR)
             .iter()
             .map(|v| v.as_bytes())
             .collect()

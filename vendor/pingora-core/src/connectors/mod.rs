@@ -261,7 +261,8 @@ impl TransportConnector {
                         // test_reusable_stream: we assume server would never actively send data
                         // first on an idle stream.
                         #[cfg(unix)]
-                        if stream_matches_peer(peer, &stream)
+                        // edgeward patch: `matches_stream` (see `Peer`) instead of `matches_fd`.
+                        if peer.matches_stream(&stream)
                             && test_reusable_stream(&mut stream, &self.unexpected_data_conn_count)
                         {
                             Some(stream)
@@ -470,28 +471,6 @@ impl PreferredHttpVersion {
 
 use futures::future::FutureExt;
 use tokio::io::AsyncReadExt;
-
-/// Whether a pooled `stream` is connected to `peer`'s address.
-///
-/// edgeward patch: for a TCP peer without a proxy, compare with the peer
-/// address cached in the stream's socket digest (one `getpeername` per
-/// connection, at most) instead of calling `getpeername` on every reuse. Same
-/// check otherwise: a broken connection is caught by `test_reusable_stream`.
-#[cfg(unix)]
-fn stream_matches_peer<P: Peer>(peer: &P, stream: &Stream) -> bool {
-    use crate::protocols::l4::socket::SocketAddr as PeerAddr;
-    if peer.get_proxy().is_none() {
-        if let PeerAddr::Inet(want) = peer.address() {
-            if let Some(digest) = stream.get_socket_digest() {
-                if let Some(PeerAddr::Inet(got)) = digest.peer_addr() {
-                    // As `check_fd_match`: 0.0.0.0 may be mapped to 127.0.0.1.
-                    return (want.is_ipv4() && want.ip().is_unspecified()) || want == got;
-                }
-            }
-        }
-    }
-    peer.matches_fd(stream.id())
-}
 
 /// Test whether a stream is already closed or not reusable (server sent unexpected data)
 fn test_reusable_stream(stream: &mut Stream, unexpected_data_conn_count: &AtomicU64) -> bool {

@@ -261,6 +261,17 @@ pub trait Peer: Display + Clone {
         self.address().check_fd_match(fd)
     }
 
+    /// Whether the pooled `stream` is connected to this peer (checked before
+    /// it is reused). Defaults to [Self::matches_fd] on the stream's fd.
+    ///
+    /// edgeward patch: a hook so that a peer can use what the stream already
+    /// knows (see [HttpPeer]'s) instead of a `getpeername` per reuse.
+    #[cfg(unix)]
+    fn matches_stream(&self, stream: &crate::protocols::Stream) -> bool {
+        use crate::protocols::UniqueID;
+        self.matches_fd(stream.id())
+    }
+
     #[cfg(windows)]
     fn matches_sock<V: AsRawSocket>(&self, sock: V) -> bool {
         use crate::protocols::ConnSockReusable;
@@ -860,6 +871,27 @@ impl Peer for HttpPeer {
         } else {
             self.address().check_fd_match(fd)
         }
+    }
+
+    /// edgeward patch: for a TCP peer without a proxy, compare with the peer
+    /// address cached in the stream's socket digest (one `getpeername` per
+    /// connection at most) instead of a `getpeername` on every reuse; the
+    /// same comparison as `check_fd_match` (including its `0.0.0.0`
+    /// exception). A connection broken while idle is still caught by
+    /// `test_reusable_stream`.
+    #[cfg(unix)]
+    fn matches_stream(&self, stream: &crate::protocols::Stream) -> bool {
+        use crate::protocols::{GetSocketDigest, UniqueID};
+        if self.get_proxy().is_none() {
+            if let SocketAddr::Inet(want) = self.address() {
+                if let Some(digest) = stream.get_socket_digest() {
+                    if let Some(SocketAddr::Inet(got)) = digest.peer_addr() {
+                        return (want.is_ipv4() && want.ip().is_unspecified()) || want == got;
+                    }
+                }
+            }
+        }
+        self.matches_fd(stream.id())
     }
 
     #[cfg(windows)]
