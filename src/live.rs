@@ -20,6 +20,7 @@ impl Live {
     pub(crate) fn new(path: PathBuf, config: Config) -> Live {
         metrics::SITES.set(config.sites.len() as i64);
         crate::tls::install(config.certificates.clone(), config.certificate_expiries());
+        crate::tls::acme::apply(config.tls.acme.as_ref(), config.acme_names());
         Live {
             current: ArcSwap::from_pointee(config),
             path,
@@ -47,6 +48,8 @@ impl Live {
                 self.current.store(new.clone());
                 // New handshakes get the new certificates.
                 crate::tls::install(new.certificates.clone(), new.certificate_expiries());
+                // ACME keeps certificates for the new set of names.
+                crate::tls::acme::apply(new.tls.acme.as_ref(), new.acme_names());
                 // New files for new sites, removed sites' files closed.
                 crate::logs::reopen();
                 // Programs of removed or changed sites are stopped.
