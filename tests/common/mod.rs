@@ -10,6 +10,7 @@
 mod client;
 mod conf;
 mod origin;
+mod pebble;
 mod redis_server;
 mod server;
 mod tls;
@@ -18,6 +19,7 @@ mod upstream;
 pub(crate) use client::*;
 pub(crate) use conf::*;
 pub(crate) use origin::*;
+pub(crate) use pebble::*;
 pub(crate) use redis_server::*;
 pub(crate) use server::*;
 pub(crate) use tls::*;
