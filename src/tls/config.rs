@@ -3,9 +3,9 @@
 //! and `hsts`, validated and built (certificates are read and checked here,
 //! off the request path, at every load and reload).
 
+use super::acme::{AcmeSettings, StorageKind, StorageSettings};
 use super::certs::CertKey;
 use super::{Settings, SiteTls};
-use super::acme::{AcmeSettings, StorageKind, StorageSettings};
 use crate::config::file::{AcmeFile, CertificateFile, SiteTlsFile, TlsFile, TlsStorageFile};
 use crate::config::units::ConfDuration;
 use crate::config::{Section, absolute};
@@ -48,7 +48,10 @@ pub(crate) fn global(
             "tls.listen: give at least one address, e.g. [\"0.0.0.0:443\"]",
         );
     }
-    let acme = t.acme.as_ref().and_then(|a| acme(a, t.storage.as_ref(), sec));
+    let acme = t
+        .acme
+        .as_ref()
+        .and_then(|a| acme(a, t.storage.as_ref(), sec));
     if t.acme.is_none() && t.storage.is_some() {
         sec.warn(
             &["storage"],
@@ -95,7 +98,10 @@ fn acme(
             Ok(pem) if openssl::x509::X509::stack_from_pem(&pem).is_ok_and(|c| !c.is_empty()) => {}
             Ok(_) => sec.error(
                 &["acme", "ca_roots"],
-                format!("tls.acme.ca_roots: {}: no PEM certificate in the file", r.display()),
+                format!(
+                    "tls.acme.ca_roots: {}: no PEM certificate in the file",
+                    r.display()
+                ),
             ),
             Err(e) => sec.error(
                 &["acme", "ca_roots"],
@@ -127,7 +133,10 @@ fn storage_settings(s: Option<&TlsStorageFile>, sec: &mut Section<'_>) -> Option
     let kind = match s.kind.as_deref().unwrap_or("dir") {
         "dir" => {
             if s.redis.is_some() {
-                sec.warn(&["storage", "redis"], "tls.storage.redis: unused with kind: dir");
+                sec.warn(
+                    &["storage", "redis"],
+                    "tls.storage.redis: unused with kind: dir",
+                );
             }
             StorageKind::Dir(absolute(Path::new(s.dir.as_deref().unwrap_or(STORAGE_DIR))))
         }
@@ -153,7 +162,10 @@ fn storage_settings(s: Option<&TlsStorageFile>, sec: &mut Section<'_>) -> Option
             }
             StorageKind::Redis {
                 url: r.url.clone(),
-                prefix: r.key_prefix.clone().unwrap_or_else(|| "edgeward:tls:".into()),
+                prefix: r
+                    .key_prefix
+                    .clone()
+                    .unwrap_or_else(|| "edgeward:tls:".into()),
             }
         }
         other => {

@@ -33,12 +33,7 @@ fn key() -> PKey<Private> {
     PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap()
 }
 
-fn cert(
-    cn: &str,
-    key: &PKey<Private>,
-    issuer: Option<(&X509, &PKey<Private>)>,
-    ca: bool,
-) -> X509 {
+fn cert(cn: &str, key: &PKey<Private>, issuer: Option<(&X509, &PKey<Private>)>, ca: bool) -> X509 {
     let mut name = X509NameBuilder::new().unwrap();
     name.append_entry_by_nid(Nid::COMMONNAME, cn).unwrap();
     let name = name.build();
@@ -203,11 +198,20 @@ pub(crate) fn served_certificate(port: u16, sni: &str) -> Result<(String, String
 }
 
 /// Wait until `path` (a sites log) has `needle` at least `count` times.
-pub(crate) async fn wait_file(path: &Path, needle: &str, count: usize, deadline: Duration) -> String {
-    eventually(deadline, &format!("{needle:?} x{count} in {}", path.display()), || async {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        (text.matches(needle).count() >= count).then_some(text)
-    })
+pub(crate) async fn wait_file(
+    path: &Path,
+    needle: &str,
+    count: usize,
+    deadline: Duration,
+) -> String {
+    eventually(
+        deadline,
+        &format!("{needle:?} x{count} in {}", path.display()),
+        || async {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            (text.matches(needle).count() >= count).then_some(text)
+        },
+    )
     .await
 }
 

@@ -293,18 +293,6 @@ pub(crate) async fn answer_challenge(
     Ok(Some(status))
 }
 
-/// `EDGEWARD_ACME_CLOCK_SKEW` (seconds, tests only): ACME's renewal
-/// decisions see the clock this far ahead.
-fn now() -> SystemTime {
-    static SKEW: LazyLock<u64> = LazyLock::new(|| {
-        std::env::var("EDGEWARD_ACME_CLOCK_SKEW")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    });
-    SystemTime::now() + Duration::from_secs(*SKEW)
-}
-
 fn unix(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -400,7 +388,9 @@ async fn step(ctx: &Ctx, name: &str, failures: &mut u32) -> Duration {
         Ok(Some(s)) => match parse(name, &s) {
             Ok(c) => Some(Arc::new(c)),
             Err(e) => {
-                warn!("ACME: the stored certificate for {name} is not usable ({e}); ordering a new one");
+                warn!(
+                    "ACME: the stored certificate for {name} is not usable ({e}); ordering a new one"
+                );
                 None
             }
         },
@@ -415,7 +405,7 @@ async fn step(ctx: &Ctx, name: &str, failures: &mut u32) -> Duration {
             ctx.serve(name, c.clone());
         }
         let due = renew_at(c, name);
-        let now = unix(now());
+        let now = unix(SystemTime::now());
         if now < due {
             return Duration::from_secs((due - now).unsigned_abs()).min(RECHECK);
         }
@@ -429,6 +419,19 @@ async fn step(ctx: &Ctx, name: &str, failures: &mut u32) -> Duration {
             return Duration::from_secs(10);
         }
     };
+    // Another instance may have stored a certificate between our read and
+    // our lock: look again before ordering a duplicate.
+    if ctx.storage.is_shared()
+        && let Ok(Some(s)) = ctx.storage.certificate(name).await
+        && let Ok(c) = parse(name, &s)
+        && current
+            .as_ref()
+            .is_none_or(|old| old.fingerprint() != c.fingerprint())
+    {
+        let _ = ctx.storage.release(&lock).await;
+        ctx.serve(name, Arc::new(c));
+        return Duration::ZERO;
+    }
     let renewal = current.is_some();
     let (result, retry_after) = order_locked(ctx, name, &lock).await;
     let _ = ctx.storage.release(&lock).await;
@@ -442,12 +445,15 @@ async fn step(ctx: &Ctx, name: &str, failures: &mut u32) -> Duration {
             let what = if renewal { "renewed" } else { "issued" };
             ctx.site_log(
                 name,
-                &format!("[tls] certificate for {name} {what}, expires {}", date(expires)),
+                &format!(
+                    "[tls] certificate for {name} {what}, expires {}",
+                    date(expires)
+                ),
                 false,
             );
             let due = renew_at(&cert, name);
             ctx.serve(name, cert);
-            Duration::from_secs((due - unix(now())).max(1).unsigned_abs()).min(RECHECK)
+            Duration::from_secs((due - unix(SystemTime::now())).max(1).unsigned_abs()).min(RECHECK)
         }
         Err(e) => {
             *failures = failures.saturating_add(1);

@@ -2,8 +2,8 @@
 //! new order, challenge token into the storage, ready, poll, CSR with a
 //! fresh ECDSA P-256 key, certificate.
 
-use super::storage::{Storage, StorageError, Stored};
 use super::AcmeSettings;
+use super::storage::{Storage, StorageError, Stored};
 use bytes::Bytes;
 use instant_acme::{
     Account, AccountCredentials, AuthorizationStatus, BodyWrapper, BytesResponse, ChallengeType,
@@ -159,7 +159,8 @@ impl Session {
                         None,
                     )
                     .await?;
-                let json = serde_json::to_vec(&creds).map_err(|e| OrderError::Other(e.to_string()))?;
+                let json =
+                    serde_json::to_vec(&creds).map_err(|e| OrderError::Other(e.to_string()))?;
                 let kept = storage.put_account(&id, &json).await?;
                 if kept == json {
                     account
@@ -178,7 +179,11 @@ impl Session {
 
     /// The `Retry-After` the CA asked for last, if still ahead.
     pub(super) fn retry_after(&self) -> Option<SystemTime> {
-        let at = *self.client.retry_after.lock().unwrap_or_else(|e| e.into_inner());
+        let at = *self
+            .client
+            .retry_after
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         at.filter(|t| *t > SystemTime::now())
     }
 }
@@ -203,7 +208,9 @@ pub(super) async fn order(
                 .challenge(ChallengeType::Http01)
                 .ok_or_else(|| OrderError::Other("the CA offers no HTTP-01 challenge".into()))?;
             let key_auth = challenge.key_authorization();
-            storage.put_token(&challenge.token, key_auth.as_str()).await?;
+            storage
+                .put_token(&challenge.token, key_auth.as_str())
+                .await?;
             tokens.push(challenge.token.clone());
             challenge.set_ready().await?;
         }
@@ -212,7 +219,11 @@ pub(super) async fn order(
             .timeout(Duration::from_secs(90));
         match order.poll_ready(&policy).await? {
             OrderStatus::Ready => {}
-            status => return Err(OrderError::Invalid(invalid_reason(&mut order, status).await)),
+            status => {
+                return Err(OrderError::Invalid(
+                    invalid_reason(&mut order, status).await,
+                ));
+            }
         }
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
             .map_err(|e| OrderError::Other(format!("key: {e}")))?;

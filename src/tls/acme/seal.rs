@@ -100,7 +100,10 @@ mod tests {
         let k = SealKey::new([7; 32]);
         let sealed = k.seal(b"-----BEGIN PRIVATE KEY-----", b"p:cert:a").unwrap();
         assert!(!sealed.windows(5).any(|w| w == b"BEGIN"));
-        assert_eq!(k.open(&sealed, b"p:cert:a").unwrap(), b"-----BEGIN PRIVATE KEY-----");
+        assert_eq!(
+            k.open(&sealed, b"p:cert:a").unwrap(),
+            b"-----BEGIN PRIVATE KEY-----"
+        );
         assert!(k.open(&sealed, b"p:cert:b").is_err());
         assert!(SealKey::new([8; 32]).open(&sealed, b"p:cert:a").is_err());
     }

@@ -134,7 +134,10 @@ impl Storage {
     }
 
     /// The account credentials (JSON) for the CA `directory_id`.
-    pub(crate) async fn account(&self, directory_id: &str) -> Result<Option<Vec<u8>>, StorageError> {
+    pub(crate) async fn account(
+        &self,
+        directory_id: &str,
+    ) -> Result<Option<Vec<u8>>, StorageError> {
         match self {
             Storage::Dir { dir, .. } => {
                 read_optional(&dir.join("accounts").join(format!("{directory_id}.json")))
@@ -175,7 +178,10 @@ impl Storage {
                 if set.is_some() {
                     return Ok(creds.to_vec());
                 }
-                Ok(self.account(directory_id).await?.unwrap_or_else(|| creds.to_vec()))
+                Ok(self
+                    .account(directory_id)
+                    .await?
+                    .unwrap_or_else(|| creds.to_vec()))
             }
         }
     }
@@ -293,7 +299,10 @@ impl Storage {
                 let t = tokens.lock().unwrap_or_else(|e| e.into_inner());
                 Ok(t.get(token).cloned())
             }
-            Storage::Redis { .. } => self.query(redis::cmd("GET").arg(self.key("token", token))).await,
+            Storage::Redis { .. } => {
+                self.query(redis::cmd("GET").arg(self.key("token", token)))
+                    .await
+            }
         }
     }
 
@@ -304,7 +313,10 @@ impl Storage {
                 t.remove(token);
                 Ok(())
             }
-            Storage::Redis { .. } => self.query(redis::cmd("DEL").arg(self.key("token", token))).await,
+            Storage::Redis { .. } => {
+                self.query(redis::cmd("DEL").arg(self.key("token", token)))
+                    .await
+            }
         }
     }
 
@@ -317,7 +329,9 @@ impl Storage {
                 token: String::new(),
             }));
         }
-        let fence: i64 = self.query(redis::cmd("INCR").arg(self.key("fence", name))).await?;
+        let fence: i64 = self
+            .query(redis::cmd("INCR").arg(self.key("fence", name)))
+            .await?;
         let token = format!("{fence}:{}", std::process::id());
         let set: Option<String> = self
             .query(
