@@ -334,3 +334,104 @@ fn check_lists_the_names_and_warns_about_wildcards() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("encryption_key_file: required"), "{out}");
 }
+
+/// Three instances on one Redis. B starts while the CA is down (its order
+/// fails, it backs off); then A1 and A2 start together: exactly one of them
+/// orders (the lock), the CA validates at B's port and B answers from the
+/// shared tokens; all three serve the same certificate (B and the loser
+/// pick it up from Redis); the key in Redis is encrypted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_on_one_redis_order_once_and_serve_the_same_certificate() {
+    let redis = RedisServer::start().await;
+    let up = Upstream::start("up", Behaviour::Echo).await;
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("tls-storage.key");
+    std::fs::write(&key_file, format!("{}\n", "5a".repeat(32))).unwrap();
+    let port_b = free_port();
+    let mut pebble = Pebble::new(port_b);
+    let storage = format!(
+        "{{ kind: redis, redis: {{ url: {}, key_prefix: \"ew:tls:\" }}, encryption_key_file: {} }}",
+        quote(&redis.url()),
+        quote(&key_file.display().to_string())
+    );
+    let conf = conf(&pebble, &up.address(), &storage);
+
+    let b = Edgeward::start_at(&conf, &[], Some(port_b)).await;
+    wait_file(
+        &sites_log(&b, "blog"),
+        "[tls] order for blog.test failed",
+        1,
+        ORDER,
+    )
+    .await;
+    pebble.start().await;
+    let (a1, a2) = tokio::join!(Edgeward::start(&conf), Edgeward::start(&conf));
+
+    let issued = |ew: &Edgeward| {
+        std::fs::read_to_string(sites_log(ew, "blog"))
+            .unwrap_or_default()
+            .matches("certificate for blog.test issued")
+            .count()
+    };
+    eventually(ORDER, "one instance issued blog.test", || async {
+        (issued(&a1) + issued(&a2) >= 1).then_some(())
+    })
+    .await;
+    let fp = eventually(DEADLINE, "all three serve the same certificate", || async {
+        let fps = [
+            fingerprint(&b, "blog.test"),
+            fingerprint(&a1, "blog.test"),
+            fingerprint(&a2, "blog.test"),
+        ];
+        (fps[0].is_some() && fps.iter().all(|f| *f == fps[0])).then(|| fps[0].clone().unwrap())
+    })
+    .await;
+    assert_eq!(issued(&a1) + issued(&a2) + issued(&b), 1, "one order");
+    // ...and the other waited instead of ordering too.
+    for a in [&a1, &a2] {
+        let m = a.metrics().await;
+        assert!(
+            !m.contains("edgeward_acme_orders_total{result=\"failed\"}"),
+            "{m}"
+        );
+    }
+    assert!(!fp.is_empty());
+    // The CA reached B, which answered from the token another instance stored.
+    let b_access = std::fs::read_to_string(b.dir.path().join("alice/http/blog.log")).unwrap();
+    assert!(
+        b_access.contains("/.well-known/acme-challenge/"),
+        "{b_access}"
+    );
+    assert!(b_access.contains("\" 200 "), "{b_access}");
+    for a in [&a1, &a2] {
+        let log =
+            std::fs::read_to_string(a.dir.path().join("alice/http/blog.log")).unwrap_or_default();
+        assert!(!log.contains("acme-challenge"), "{log}");
+    }
+    // Redis holds the chain in clear and the key sealed.
+    let cert = redis_raw(redis.port, &["HGET", "ew:tls:cert:blog.test", "cert"]).await;
+    assert!(String::from_utf8_lossy(&cert).contains("BEGIN CERTIFICATE"));
+    let key = redis_raw(redis.port, &["HGET", "ew:tls:cert:blog.test", "key"]).await;
+    let key_text = String::from_utf8_lossy(&key);
+    assert!(key.len() > 100, "{key_text}");
+    assert!(
+        !key_text.contains("PRIVATE KEY") && key_text.contains("EW1"),
+        "{key_text}"
+    );
+    let accounts = redis_raw(redis.port, &["KEYS", "ew:tls:account:*"]).await;
+    let account_key = String::from_utf8_lossy(&accounts)
+        .lines()
+        .find(|l| l.starts_with("ew:tls:account:"))
+        .expect("an account in Redis")
+        .to_string();
+    let account = redis_raw(redis.port, &["GET", &account_key]).await;
+    assert!(
+        !String::from_utf8_lossy(&account).contains("PRIVATE"),
+        "the account key is sealed too"
+    );
+    // The lock is released.
+    assert_eq!(
+        redis.command(&["EXISTS", "ew:tls:lock:blog.test"]).await,
+        ":0"
+    );
+}
