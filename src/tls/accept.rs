@@ -29,15 +29,21 @@ struct Base {
 
 /// The base, and the certificates ACME has (by name): both change
 /// independently (a reload; an order completes) and are composed into
-/// `CURRENT`. A mutex: writes are rare and never on the handshake path.
-static STATE: LazyLock<Mutex<(Base, HashMap<String, Arc<CertKey>>)>> = LazyLock::new(|| {
-    Mutex::new((
-        Base {
+/// `CURRENT`.
+struct State {
+    base: Base,
+    acme: HashMap<String, Arc<CertKey>>,
+}
+
+/// A mutex: writes are rare and never on the handshake path.
+static STATE: LazyLock<Mutex<State>> = LazyLock::new(|| {
+    Mutex::new(State {
+        base: Base {
             index: Arc::new(CertIndex::default()),
             expiries: Vec::new(),
         },
-        HashMap::new(),
-    ))
+        acme: HashMap::new(),
+    })
 });
 
 /// Serve `index` (and the ACME certificates of its ACME names) to every
@@ -45,7 +51,7 @@ static STATE: LazyLock<Mutex<(Base, HashMap<String, Arc<CertKey>>)>> = LazyLock:
 /// site, for the expiry gauge.
 pub(crate) fn install<'a>(index: Arc<CertIndex>, expiries: impl Iterator<Item = (&'a str, i64)>) {
     let mut state = STATE.lock().unwrap_or_else(|e| e.into_inner());
-    state.0 = Base {
+    state.base = Base {
         index,
         expiries: expiries.map(|(s, t)| (s.to_string(), t)).collect(),
     };
@@ -56,8 +62,8 @@ pub(crate) fn install<'a>(index: Arc<CertIndex>, expiries: impl Iterator<Item = 
 pub(crate) fn set_acme(name: &str, cert: Option<Arc<CertKey>>) {
     let mut state = STATE.lock().unwrap_or_else(|e| e.into_inner());
     match cert {
-        Some(c) => state.1.insert(name.to_string(), c),
-        None => state.1.remove(name),
+        Some(c) => state.acme.insert(name.to_string(), c),
+        None => state.acme.remove(name),
     };
     compose(&state);
 }
@@ -67,7 +73,7 @@ pub(crate) fn has_certificate(name: &str) -> bool {
     CURRENT.load().has_own(name)
 }
 
-fn compose((base, acme): &(Base, HashMap<String, Arc<CertKey>>)) {
+fn compose(State { base, acme }: &State) {
     let mut expiries: HashMap<&str, i64> = HashMap::new();
     for (site, t) in &base.expiries {
         expiries.insert(site, *t);

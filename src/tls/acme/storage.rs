@@ -42,6 +42,8 @@ pub(crate) enum StorageError {
     Timeout,
     #[error("{0}")]
     Seal(#[from] seal::SealError),
+    #[error("not a shared storage")]
+    NotShared,
     #[error("the lock on {0} was lost (another instance took it over)")]
     LockLost(String),
 }
@@ -57,12 +59,14 @@ pub(crate) enum Storage {
         dir: PathBuf,
         tokens: Mutex<HashMap<String, String>>,
     },
-    Redis {
-        client: redis::Client,
-        prefix: String,
-        key: SealKey,
-        conn: OnceLock<ConnectionManager>,
-    },
+    Redis(Box<RedisStorage>),
+}
+
+pub(crate) struct RedisStorage {
+    client: redis::Client,
+    prefix: String,
+    key: SealKey,
+    conn: OnceLock<ConnectionManager>,
 }
 
 /// A held lock (Redis): its fencing token.
@@ -89,23 +93,24 @@ impl Storage {
                 dir: dir.clone(),
                 tokens: Mutex::new(HashMap::new()),
             },
-            StorageKind::Redis { url, prefix } => Storage::Redis {
+            StorageKind::Redis { url, prefix } => Storage::Redis(Box::new(RedisStorage {
                 client: redis::Client::open(url.as_str())?,
                 prefix: prefix.clone(),
                 key: SealKey::new(settings.encryption_key.as_ref().map_or([0; 32], |k| k.0)),
                 conn: OnceLock::new(),
-            },
+            })),
         })
     }
 
     pub(crate) fn is_shared(&self) -> bool {
-        matches!(self, Storage::Redis { .. })
+        matches!(self, Storage::Redis(_))
     }
 
     fn conn(&self) -> Result<ConnectionManager, StorageError> {
-        let Storage::Redis { client, conn, .. } = self else {
-            unreachable!("conn() on a dir storage");
+        let Storage::Redis(r) = self else {
+            return Err(StorageError::NotShared);
         };
+        let (client, conn) = (&r.client, &r.conn);
         if let Some(c) = conn.get() {
             return Ok(c.clone());
         }
@@ -128,7 +133,7 @@ impl Storage {
 
     fn key(&self, what: &str, name: &str) -> String {
         match self {
-            Storage::Redis { prefix, .. } => format!("{prefix}{what}:{name}"),
+            Storage::Redis(r) => format!("{}{what}:{name}", r.prefix),
             Storage::Dir { .. } => String::new(),
         }
     }
@@ -142,11 +147,11 @@ impl Storage {
             Storage::Dir { dir, .. } => {
                 read_optional(&dir.join("accounts").join(format!("{directory_id}.json")))
             }
-            Storage::Redis { key, .. } => {
+            Storage::Redis(r) => {
                 let k = self.key("account", directory_id);
                 let sealed: Option<Vec<u8>> = self.query(redis::cmd("GET").arg(&k)).await?;
                 Ok(match sealed {
-                    Some(s) => Some(key.open(&s, k.as_bytes())?),
+                    Some(s) => Some(r.key.open(&s, k.as_bytes())?),
                     None => None,
                 })
             }
@@ -169,9 +174,9 @@ impl Storage {
                 )?;
                 Ok(creds.to_vec())
             }
-            Storage::Redis { key, .. } => {
+            Storage::Redis(r) => {
                 let k = self.key("account", directory_id);
-                let sealed = key.seal(creds, k.as_bytes())?;
+                let sealed = r.key.seal(creds, k.as_bytes())?;
                 let set: Option<String> = self
                     .query(redis::cmd("SET").arg(&k).arg(sealed).arg("NX"))
                     .await?;
@@ -195,7 +200,7 @@ impl Storage {
                 let key = read_optional(&certs.join(format!("{name}.key")))?;
                 Ok(cert.zip(key).map(|(cert, key)| Stored { cert, key }))
             }
-            Storage::Redis { key, .. } => {
+            Storage::Redis(r) => {
                 let k = self.key("cert", name);
                 let (cert, sealed): (Option<Vec<u8>>, Option<Vec<u8>>) = self
                     .query(redis::cmd("HMGET").arg(&k).arg("cert").arg("key"))
@@ -203,7 +208,7 @@ impl Storage {
                 match (cert, sealed) {
                     (Some(cert), Some(sealed)) => Ok(Some(Stored {
                         cert,
-                        key: key.open(&sealed, k.as_bytes())?,
+                        key: r.key.open(&sealed, k.as_bytes())?,
                     })),
                     _ => Ok(None),
                 }
@@ -245,9 +250,9 @@ impl Storage {
                 write_private(&certs.join(format!("{name}.key")), &stored.key)?;
                 write_private(&certs.join(format!("{name}.pem")), &stored.cert)
             }
-            Storage::Redis { key, .. } => {
+            Storage::Redis(r) => {
                 let k = self.key("cert", name);
-                let sealed = key.seal(&stored.key, k.as_bytes())?;
+                let sealed = r.key.seal(&stored.key, k.as_bytes())?;
                 let token = lock.map_or("", |l| l.token.as_str());
                 let done: i64 = self
                     .query(
@@ -279,7 +284,7 @@ impl Storage {
                 t.insert(token.to_string(), key_auth.to_string());
                 Ok(())
             }
-            Storage::Redis { .. } => {
+            Storage::Redis(_) => {
                 let ttl = TOKEN_TTL.as_millis() as u64;
                 self.query::<()>(
                     redis::cmd("SET")
@@ -299,7 +304,7 @@ impl Storage {
                 let t = tokens.lock().unwrap_or_else(|e| e.into_inner());
                 Ok(t.get(token).cloned())
             }
-            Storage::Redis { .. } => {
+            Storage::Redis(_) => {
                 self.query(redis::cmd("GET").arg(self.key("token", token)))
                     .await
             }
@@ -313,7 +318,7 @@ impl Storage {
                 t.remove(token);
                 Ok(())
             }
-            Storage::Redis { .. } => {
+            Storage::Redis(_) => {
                 self.query(redis::cmd("DEL").arg(self.key("token", token)))
                     .await
             }
