@@ -15,15 +15,16 @@ want=${1:-build}
 # OpenSSL 3 (see .cargo/config.toml).
 pkgs=(ca-certificates curl build-essential cmake pkg-config python3
       libmodsecurity-dev modsecurity-crs libssl-dev)
-# redis-server: the cache tests run a real Redis.
+# redis-server: the cache tests run a real Redis. pebble: Let's Encrypt's
+# test CA (with pebble-challtestsrv) for the ACME tests.
 case "$want" in
   build) ;;
-  test) pkgs+=(redis-server) ;;
+  test) pkgs+=(redis-server pebble) ;;
   # python3-yaml: the CRS regression runner (tests/conformance/crs.sh);
   # and .ci/run lints every shell script with shellcheck.
   # docker.io (dockerd 20.10 and its BuildKit client), docker-compose (v1) and
   # mmdebstrap: the container image (docker/build.sh, tests/container.sh).
-  ci) pkgs+=(python3-venv python3-yaml redis-server shellcheck docker.io docker-compose mmdebstrap) ;;
+  ci) pkgs+=(python3-venv python3-yaml redis-server pebble shellcheck docker.io docker-compose mmdebstrap) ;;
   *) echo "usage: $0 build|test|ci" >&2; exit 2 ;;
 esac
 

@@ -14,6 +14,18 @@ pub fn check(path: &Path) -> ExitCode {
                 c.sites.len(),
                 c.accounts()
             );
+            let names = c.acme_names();
+            if let Some(acme) = &c.tls.acme
+                && !names.is_empty()
+            {
+                println!(
+                    "ACME: certificates will be ordered from {} for {} name(s): {} (storage: {})",
+                    acme.directory,
+                    names.len(),
+                    crate::tls::acme::describe(&names),
+                    crate::tls::acme::storage_place(acme)
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {

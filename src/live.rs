@@ -21,6 +21,8 @@ impl Live {
         metrics::SITES.set(config.sites.len() as i64);
         crate::tls::install(config.certificates.clone(), config.certificate_expiries());
         crate::limits::connections::install(config.limits.max_connections);
+
+        crate::tls::acme::apply(config.tls.acme.as_ref(), config.acme_names());
         Live {
             current: ArcSwap::from_pointee(config),
             path,
@@ -50,6 +52,9 @@ impl Live {
                 crate::tls::install(new.certificates.clone(), new.certificate_expiries());
                 // New connections count against the new limit.
                 crate::limits::connections::install(new.limits.max_connections);
+
+                // ACME keeps certificates for the new set of names.
+                crate::tls::acme::apply(new.tls.acme.as_ref(), new.acme_names());
                 // New files for new sites, removed sites' files closed.
                 crate::logs::reopen();
                 // Programs of removed or changed sites are stopped.

@@ -154,6 +154,19 @@ pub(crate) static TLS_HANDSHAKE_FAILURES: LazyLock<IntCounterVec> = LazyLock::ne
     )
 });
 
+pub(crate) static ACME_ORDERS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "edgeward_acme_orders_total",
+                "ACME certificate orders by this instance, by result (issued, failed).",
+            ),
+            &["result"],
+        )
+        .expect("valid metric"),
+    )
+});
+
 pub(crate) static TLS_CERTIFICATE_EXPIRY: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register(
         IntGaugeVec::new(

@@ -181,6 +181,13 @@ impl ProxyHttp for EdgeProxy {
             return ctx.answer(session, page).await;
         };
         ctx.site = Some(site.clone());
+        let host = ctx.host.as_deref();
+        if let Some(status) =
+            tls::acme::answer_challenge(session, site.tls.acme, host, &ctx.request_id).await?
+        {
+            ctx.own_status = status;
+            return Ok(true);
+        }
         let body_limit = site
             .max_body_size
             .unwrap_or(ctx.config.limits.max_body_size);
@@ -204,7 +211,10 @@ impl ProxyHttp for EdgeProxy {
             .await?;
             return Ok(true);
         }
-        if site.tls.https_redirect && ctx.tls_version.is_none() {
+        if site.tls.https_redirect
+            && ctx.tls_version.is_none()
+            && tls::redirect_ready(&site.tls, ctx.host.as_deref())
+        {
             let page = tls::redirect(
                 session.req_header(),
                 ctx.host.as_deref(),

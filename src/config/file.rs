@@ -158,9 +158,40 @@ pub(crate) struct TlsFile {
     /// `IP:PORT` addresses that speak HTTPS.
     pub(crate) listen: Option<Vec<String>>,
     pub(crate) default_certificate: Option<CertificateFile>,
-    /// Automatic certificates (not available yet: refused with a message).
-    pub(crate) acme: Option<serde_yaml::Value>,
-    pub(crate) storage: Option<serde_yaml::Value>,
+    /// Automatic certificates (ACME, HTTP-01).
+    pub(crate) acme: Option<AcmeFile>,
+    /// Where ACME accounts, certificates, keys and challenge tokens live.
+    pub(crate) storage: Option<TlsStorageFile>,
+}
+
+/// Global `tls.acme:` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AcmeFile {
+    /// The CA's directory URL (default: Let's Encrypt's production one).
+    pub(crate) directory: Option<String>,
+    pub(crate) email: Option<String>,
+    /// PEM file of extra roots to trust for the CA's own HTTPS.
+    pub(crate) ca_roots: Option<String>,
+}
+
+/// Global `tls.storage:` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TlsStorageFile {
+    /// `dir` (default) or `redis`.
+    pub(crate) kind: Option<String>,
+    pub(crate) dir: Option<String>,
+    pub(crate) redis: Option<TlsRedisFile>,
+    pub(crate) encryption_key_file: Option<String>,
+}
+
+/// `tls.storage.redis:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TlsRedisFile {
+    pub(crate) url: String,
+    pub(crate) key_prefix: Option<String>,
 }
 
 /// A certificate chain (PEM, leaf first) and its private key (PEM).

@@ -77,6 +77,25 @@ impl Config {
         default.into_iter().chain(sites)
     }
 
+    /// The names ACME keeps certificates for (exact addresses of sites
+    /// with `tls.acme: true`).
+    pub(crate) fn acme_names(&self) -> Vec<tls::acme::AcmeName> {
+        self.sites
+            .iter()
+            .filter(|s| s.tls.acme)
+            .flat_map(|s| {
+                s.addresses
+                    .iter()
+                    .filter(|a| !a.starts_with("*."))
+                    .map(|a| tls::acme::AcmeName {
+                        name: a.clone(),
+                        site: s.id.clone(),
+                        sites_log: s.sites_log.clone(),
+                    })
+            })
+            .collect()
+    }
+
     /// The port plain requests are redirected to (the first HTTPS listener's).
     pub(crate) fn https_port(&self) -> u16 {
         self.tls
@@ -170,6 +189,8 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
                 };
                 if let Some(c) = &site.tls.certificate {
                     certificates.insert(a, c.clone());
+                } else if site.tls.acme && !a.starts_with("*.") {
+                    certificates.insert_acme(a, &site.id);
                 }
             }
             sites.push(Arc::new(site));

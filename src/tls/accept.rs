@@ -2,6 +2,7 @@
 //! index (swapped on reload: new handshakes get the new certificates, open
 //! connections keep theirs).
 
+use super::certs::CertKey;
 use super::index::CertIndex;
 use super::watch::{self, Failure};
 use crate::metrics;
@@ -12,15 +13,86 @@ use pingora::listeners::TlsAccept;
 use pingora::protocols::tls::TlsRef;
 use pingora::tls::ext;
 use pingora::tls::ssl::{NameType, SniError, SslAlert, SslRef};
-use std::sync::{Arc, LazyLock};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 
-/// The certificates of the live configuration.
+/// What handshakes use: the live configuration's index with the ACME
+/// certificates of its ACME names added.
 static CURRENT: LazyLock<ArcSwap<CertIndex>> =
     LazyLock::new(|| ArcSwap::from_pointee(CertIndex::default()));
 
-/// Serve `index` to every handshake from now on; `expiries` are the
-/// certificates' notAfter by site, for the expiry gauge.
+/// The live configuration's index and expiries (ACME names without their
+/// certificates).
+struct Base {
+    index: Arc<CertIndex>,
+    expiries: Vec<(String, i64)>,
+}
+
+/// The base, and the certificates ACME has (by name): both change
+/// independently (a reload; an order completes) and are composed into
+/// `CURRENT`.
+struct State {
+    base: Base,
+    acme: HashMap<String, Arc<CertKey>>,
+}
+
+/// A mutex: writes are rare and never on the handshake path.
+static STATE: LazyLock<Mutex<State>> = LazyLock::new(|| {
+    Mutex::new(State {
+        base: Base {
+            index: Arc::new(CertIndex::default()),
+            expiries: Vec::new(),
+        },
+        acme: HashMap::new(),
+    })
+});
+
+/// Serve `index` (and the ACME certificates of its ACME names) to every
+/// handshake from now on; `expiries` are the certificates' notAfter by
+/// site, for the expiry gauge.
 pub(crate) fn install<'a>(index: Arc<CertIndex>, expiries: impl Iterator<Item = (&'a str, i64)>) {
+    let mut state = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    state.base = Base {
+        index,
+        expiries: expiries.map(|(s, t)| (s.to_string(), t)).collect(),
+    };
+    compose(&state);
+}
+
+/// Serve `cert` for the ACME name `name` from now on (None: forget it).
+pub(crate) fn set_acme(name: &str, cert: Option<Arc<CertKey>>) {
+    let mut state = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    match cert {
+        Some(c) => state.acme.insert(name.to_string(), c),
+        None => state.acme.remove(name),
+    };
+    compose(&state);
+}
+
+/// Whether handshakes for `name` get a certificate of its own.
+pub(crate) fn has_certificate(name: &str) -> bool {
+    CURRENT.load().has_own(name)
+}
+
+fn compose(State { base, acme }: &State) {
+    let mut expiries: HashMap<&str, i64> = HashMap::new();
+    for (site, t) in &base.expiries {
+        expiries.insert(site, *t);
+    }
+    let index = if acme.is_empty() {
+        base.index.clone()
+    } else {
+        let mut index = (*base.index).clone();
+        for (name, site) in base.index.acme_names() {
+            if let Some(c) = acme.get(name) {
+                index.insert(name, c.clone());
+                // A site's gauge is its earliest expiry.
+                let e = expiries.entry(site).or_insert(c.not_after);
+                *e = (*e).min(c.not_after);
+            }
+        }
+        Arc::new(index)
+    };
     CURRENT.store(index);
     metrics::TLS_CERTIFICATE_EXPIRY.reset();
     for (site, not_after) in expiries {

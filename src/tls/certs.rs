@@ -15,6 +15,8 @@ pub(crate) struct CertKey {
     pub(crate) key: PKey<Private>,
     /// The leaf's DNS names (subjectAltName, else the common name), lower case.
     pub(crate) names: Vec<String>,
+    /// The leaf's notBefore, seconds since the Unix epoch.
+    pub(crate) not_before: i64,
     /// The leaf's notAfter, seconds since the Unix epoch.
     pub(crate) not_after: i64,
     /// Where it was read from, for messages.
@@ -59,7 +61,19 @@ impl CertKey {
             })
         };
         let pem = read(certificate)?;
-        let mut certs = X509::stack_from_pem(&pem).map_err(|e| CertError::NoCertificate {
+        let key_pem = read(key)?;
+        Self::from_pem(&pem, &key_pem, certificate, key)
+    }
+
+    /// A chain and key already read (`certificate` and `key` name where
+    /// they come from, for messages).
+    pub(crate) fn from_pem(
+        pem: &[u8],
+        key_pem: &[u8],
+        certificate: &Path,
+        key: &Path,
+    ) -> Result<CertKey, CertError> {
+        let mut certs = X509::stack_from_pem(pem).map_err(|e| CertError::NoCertificate {
             path: certificate.to_path_buf(),
             why: e.to_string(),
         })?;
@@ -70,8 +84,7 @@ impl CertKey {
             });
         }
         let leaf = certs.remove(0);
-        let key_pem = read(key)?;
-        let private = PKey::private_key_from_pem(&key_pem).map_err(|e| CertError::BadKey {
+        let private = PKey::private_key_from_pem(key_pem).map_err(|e| CertError::BadKey {
             path: key.to_path_buf(),
             why: e.to_string(),
         })?;
@@ -86,6 +99,7 @@ impl CertKey {
             });
         }
         let not_after = unix_time(leaf.not_after());
+        let not_before = unix_time(leaf.not_before());
         let now = Asn1Time::days_from_now(0)
             .map(|t| unix_time(&t))
             .unwrap_or(0);
@@ -101,9 +115,18 @@ impl CertKey {
             chain: certs,
             key: private,
             names,
+            not_before,
             not_after,
             certificate_file: certificate.to_path_buf(),
         })
+    }
+
+    /// The leaf's SHA-256 fingerprint, hex (tells certificates apart).
+    pub(crate) fn fingerprint(&self) -> String {
+        self.leaf
+            .digest(openssl::hash::MessageDigest::sha256())
+            .map(|d| d.iter().map(|b| format!("{b:02x}")).collect())
+            .unwrap_or_default()
     }
 
     /// Whether the certificate is valid for `host` (exact, or a one-label

@@ -3,9 +3,10 @@
 //! and `hsts`, validated and built (certificates are read and checked here,
 //! off the request path, at every load and reload).
 
+use super::acme::{AcmeSettings, StorageKind, StorageSettings};
 use super::certs::CertKey;
 use super::{Settings, SiteTls};
-use crate::config::file::{CertificateFile, SiteTlsFile, TlsFile};
+use crate::config::file::{AcmeFile, CertificateFile, SiteTlsFile, TlsFile, TlsStorageFile};
 use crate::config::units::ConfDuration;
 use crate::config::{Section, absolute};
 use std::net::SocketAddr;
@@ -47,17 +48,15 @@ pub(crate) fn global(
             "tls.listen: give at least one address, e.g. [\"0.0.0.0:443\"]",
         );
     }
-    for key in ["acme", "storage"] {
-        let given = match key {
-            "acme" => t.acme.is_some(),
-            _ => t.storage.is_some(),
-        };
-        if given {
-            sec.error_key(
-                &[key],
-                format!("tls.{key}: automatic certificates (ACME) are not available in this version; give each site a certificate and key"),
-            );
-        }
+    let acme = t
+        .acme
+        .as_ref()
+        .and_then(|a| acme(a, t.storage.as_ref(), sec));
+    if t.acme.is_none() && t.storage.is_some() {
+        sec.warn(
+            &["storage"],
+            "tls.storage: unused without tls.acme (it holds ACME accounts and certificates)",
+        );
     }
     let default = t
         .default_certificate
@@ -66,6 +65,136 @@ pub(crate) fn global(
     sec.done(|| Settings {
         listen: listen.iter().map(ToString::to_string).collect(),
         default,
+        acme,
+    })
+}
+
+/// Let's Encrypt's production directory, the default CA.
+const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+fn acme(
+    a: &AcmeFile,
+    storage: Option<&TlsStorageFile>,
+    sec: &mut Section<'_>,
+) -> Option<Arc<AcmeSettings>> {
+    let directory = a.directory.clone().unwrap_or_else(|| LETS_ENCRYPT.into());
+    if !(directory.starts_with("https://") || directory.starts_with("http://")) {
+        sec.error(
+            &["acme", "directory"],
+            format!("tls.acme.directory: {directory:?} is not an http(s) URL"),
+        );
+    }
+    if let Some(e) = &a.email
+        && !e.contains('@')
+    {
+        sec.error(
+            &["acme", "email"],
+            format!("tls.acme.email: {e:?} is not an e-mail address"),
+        );
+    }
+    let ca_roots = a.ca_roots.as_ref().map(|r| absolute(Path::new(r)));
+    if let Some(r) = &ca_roots {
+        match std::fs::read(r) {
+            Ok(pem) if openssl::x509::X509::stack_from_pem(&pem).is_ok_and(|c| !c.is_empty()) => {}
+            Ok(_) => sec.error(
+                &["acme", "ca_roots"],
+                format!(
+                    "tls.acme.ca_roots: {}: no PEM certificate in the file",
+                    r.display()
+                ),
+            ),
+            Err(e) => sec.error(
+                &["acme", "ca_roots"],
+                format!("tls.acme.ca_roots: cannot read {}: {e}", r.display()),
+            ),
+        }
+    }
+    let storage = storage_settings(storage, sec)?;
+    sec.done(|| {
+        Arc::new(AcmeSettings {
+            directory,
+            email: a.email.clone(),
+            ca_roots,
+            storage,
+        })
+    })
+}
+
+/// The default `tls.storage.dir`.
+const STORAGE_DIR: &str = "/var/lib/edgeward/tls";
+
+fn storage_settings(s: Option<&TlsStorageFile>, sec: &mut Section<'_>) -> Option<StorageSettings> {
+    let Some(s) = s else {
+        return Some(StorageSettings {
+            kind: StorageKind::Dir(STORAGE_DIR.into()),
+            encryption_key: None,
+        });
+    };
+    let kind = match s.kind.as_deref().unwrap_or("dir") {
+        "dir" => {
+            if s.redis.is_some() {
+                sec.warn(
+                    &["storage", "redis"],
+                    "tls.storage.redis: unused with kind: dir",
+                );
+            }
+            StorageKind::Dir(absolute(Path::new(s.dir.as_deref().unwrap_or(STORAGE_DIR))))
+        }
+        "redis" => {
+            let Some(r) = &s.redis else {
+                sec.error_key(
+                    &["storage", "kind"],
+                    "tls.storage.redis: required with kind: redis (url, key_prefix)",
+                );
+                return None;
+            };
+            if let Err(e) = redis::Client::open(r.url.as_str()) {
+                sec.error(
+                    &["storage", "redis", "url"],
+                    format!("tls.storage.redis.url: {e}"),
+                );
+            }
+            if s.encryption_key_file.is_none() {
+                sec.error_key(
+                    &["storage", "kind"],
+                    "tls.storage.encryption_key_file: required with kind: redis (private keys are stored encrypted)",
+                );
+            }
+            StorageKind::Redis {
+                url: r.url.clone(),
+                prefix: r
+                    .key_prefix
+                    .clone()
+                    .unwrap_or_else(|| "edgeward:tls:".into()),
+            }
+        }
+        other => {
+            sec.error(
+                &["storage", "kind"],
+                format!("tls.storage.kind: {other:?} is not one of dir, redis"),
+            );
+            return None;
+        }
+    };
+    let encryption_key = match &s.encryption_key_file {
+        Some(f) => {
+            let path = absolute(Path::new(f));
+            match super::acme::read_key_file(&path) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    sec.error(
+                        &["storage", "encryption_key_file"],
+                        format!("tls.storage.encryption_key_file: {e}"),
+                    );
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    Some(StorageSettings {
+        kind,
+        encryption_key,
     })
 }
 
@@ -108,12 +237,28 @@ pub(crate) fn site(
     sec: &mut Section<'_>,
 ) -> Option<SiteTls> {
     let mut cert = None;
+    let mut acme = false;
     if let Some(t) = tls {
         if t.acme == Some(true) {
-            sec.error_key(
-                &["tls", "acme"],
-                "tls.acme: automatic certificates (ACME) are not available in this version; give a certificate and key",
-            );
+            acme = true;
+            if global.acme.is_none() {
+                sec.error_key(
+                    &["tls", "acme"],
+                    "tls.acme: set the global tls.acme section (the CA's directory) first",
+                );
+            }
+            if t.certificate.is_some() || t.key.is_some() {
+                sec.error_key(
+                    &["tls", "acme"],
+                    "tls.acme: give either acme: true or a certificate and key, not both",
+                );
+            }
+            for a in addresses.iter().filter(|a| a.starts_with("*.")) {
+                sec.warn(
+                    &["tls", "acme"],
+                    format!("tls.acme: no certificate is ordered for the wildcard address {a}: it needs a DNS-01 challenge, which edgeward does not do (give a certificate and key in a site of its own)"),
+                );
+            }
         }
         match (&t.certificate, &t.key) {
             (Some(c), Some(k)) => {
@@ -155,7 +300,7 @@ pub(crate) fn site(
             );
         }
     }
-    if https_redirect == Some(true) && cert.is_none() && global.default.is_none() {
+    if https_redirect == Some(true) && cert.is_none() && !acme && global.default.is_none() {
         sec.error_key(
             &["https_redirect"],
             "https_redirect: the site has no certificate (give tls.certificate and tls.key)",
@@ -168,6 +313,7 @@ pub(crate) fn site(
     }
     sec.done(|| SiteTls {
         certificate: cert,
+        acme,
         https_redirect: https_redirect.unwrap_or(false),
         hsts: hsts.map(|d| d.0),
     })

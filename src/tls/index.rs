@@ -7,12 +7,14 @@ use super::certs::CertKey;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct CertIndex {
     exact: HashMap<String, Arc<CertKey>>,
     /// `*.example.org` is stored as `example.org`.
     wildcard: HashMap<String, Arc<CertKey>>,
     default: Option<Arc<CertKey>>,
+    /// Names whose certificate is ordered by ACME, with their site's id.
+    acme: HashMap<String, String>,
 }
 
 impl CertIndex {
@@ -29,6 +31,22 @@ impl CertIndex {
             Some(domain) => self.wildcard.insert(domain.to_string(), cert),
             None => self.exact.insert(address.to_string(), cert),
         };
+    }
+
+    /// `name` (an exact address) gets its certificate from ACME.
+    pub(crate) fn insert_acme(&mut self, name: &str, site: &str) {
+        self.acme.insert(name.to_string(), site.to_string());
+    }
+
+    /// The ACME names and their sites.
+    pub(crate) fn acme_names(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.acme.iter().map(|(n, s)| (n.as_str(), s.as_str()))
+    }
+
+    /// Whether `name` has a certificate of its own (exact, not a wildcard
+    /// or the default).
+    pub(crate) fn has_own(&self, name: &str) -> bool {
+        self.exact.contains_key(name)
     }
 
     /// The certificate for a client hello with this server name (None: a

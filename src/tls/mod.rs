@@ -5,6 +5,7 @@
 //! http/1.1. Per site: `https_redirect` and `hsts` (see `proxy.rs`).
 
 mod accept;
+pub(crate) mod acme;
 mod certs;
 pub(crate) mod config;
 mod ffi;
@@ -30,12 +31,17 @@ pub(crate) struct Settings {
     pub(crate) listen: Vec<String>,
     /// For names no site claims and clients without SNI.
     pub(crate) default: Option<Arc<CertKey>>,
+    /// Automatic certificates (None: no `tls.acme`).
+    pub(crate) acme: Option<Arc<acme::AcmeSettings>>,
 }
 
 /// A site's HTTPS settings.
 #[derive(Debug, Default)]
 pub(crate) struct SiteTls {
     pub(crate) certificate: Option<Arc<CertKey>>,
+    /// `tls.acme: true`: certificates for the site's (non-wildcard)
+    /// addresses are ordered automatically.
+    pub(crate) acme: bool,
     /// Plain-HTTP requests are redirected to HTTPS.
     pub(crate) https_redirect: bool,
     /// `Strict-Transport-Security: max-age` on HTTPS responses.
@@ -60,6 +66,12 @@ pub(crate) fn redirect(req: &RequestHeader, host: Option<&str>, https_port: u16)
         308
     };
     Page::new(status, "This site is served over HTTPS.").with("location", location)
+}
+
+/// Whether plain requests for `host` may be redirected: an ACME site waits
+/// until the name has its certificate.
+pub(crate) fn redirect_ready(site: &SiteTls, host: Option<&str>) -> bool {
+    !site.acme || host.is_some_and(accept::has_certificate)
 }
 
 /// `Strict-Transport-Security` on an HTTPS response of a site with `hsts`.

@@ -13,6 +13,8 @@ mod conf;
 mod origin;
 mod raw;
 mod recording;
+
+mod pebble;
 mod redis_server;
 mod server;
 mod tls;
@@ -23,6 +25,8 @@ pub(crate) use conf::*;
 pub(crate) use origin::*;
 pub(crate) use raw::*;
 pub(crate) use recording::*;
+
+pub(crate) use pebble::*;
 pub(crate) use redis_server::*;
 pub(crate) use server::*;
 pub(crate) use tls::*;

@@ -56,12 +56,26 @@ impl Edgeward {
     }
 
     pub(crate) async fn start_with_env(conf: &Conf, env: &[(&str, &str)]) -> Edgeward {
+        Self::start_at(conf, env, None).await
+    }
+
+    /// `start_with_env` with the plain listener on `port` when given (a
+    /// port another program must know first, e.g. the ACME CA's HTTP-01
+    /// port).
+    pub(crate) async fn start_at(
+        conf: &Conf,
+        env: &[(&str, &str)],
+        fixed_port: Option<u16>,
+    ) -> Edgeward {
         let template = conf.to_string();
         let mut dir = tempfile::tempdir().expect("temp dir");
         // A port picked here can be taken by someone else before edgeward
         // binds it: try again with fresh ports in that case.
         for _attempt in 0..5 {
-            let [port, admin_port, tls_port] = free_ports();
+            let [mut port, admin_port, tls_port] = free_ports();
+            if let Some(p) = fixed_port {
+                port = p;
+            }
             let config_path = dir.path().join("edgeward.yaml");
             let log_path = dir.path().join("edgeward.log");
             let mut ew = Edgeward {
