@@ -268,7 +268,6 @@ pub trait Peer: Display + Clone {
     /// knows (see [HttpPeer]'s) instead of a `getpeername` per reuse.
     #[cfg(unix)]
     fn matches_stream(&self, stream: &crate::protocols::Stream) -> bool {
-        use crate::protocols::UniqueID;
         self.matches_fd(stream.id())
     }
 
@@ -874,7 +873,6 @@ impl Peer for HttpPeer {
     /// `test_reusable_stream`.
     #[cfg(unix)]
     fn matches_stream(&self, stream: &crate::protocols::Stream) -> bool {
-        use crate::protocols::{GetSocketDigest, UniqueID};
         if self.get_proxy().is_none() {
             if let SocketAddr::Inet(want) = self.address() {
                 if let Some(digest) = stream.get_socket_digest() {
