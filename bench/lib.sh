@@ -242,14 +242,27 @@ nginx_http_common() {
 EOF
 }
 
-# start_origin PORT: the origin of proxy.sh and tls.sh, an nginx (1 worker)
-# answering every request with 200 "hello from upstream" on 127.0.0.1:PORT,
-# in $WORK/upstream ($NGINX and $WORK set by the caller). Sets UP_DIR, UP_PID
-# and EXPECTED_BODY.
+# start_origin PORT [KIB]: the origin of proxy.sh and tls.sh, an nginx (1
+# worker) answering every request on 127.0.0.1:PORT with 200 "hello from
+# upstream" or, with KIB > 0, a file of KIB KiB of "x" (the same for every
+# path), in $WORK/upstream ($NGINX and $WORK set by the caller). Sets UP_DIR,
+# UP_PID, EXPECTED_BODY and ORIGIN_DESC.
 start_origin() {
-    local port=$1
+    local port=$1 kib=${2:-0} location
     UP_DIR="$WORK/upstream"
-    mkdir -p "$UP_DIR/tmp"
+    mkdir -p "$UP_DIR/tmp" "$UP_DIR/www"
+    if (( kib > 0 )); then
+        head -c $(( kib * 1024 )) /dev/zero | tr '\0' 'x' >"$UP_DIR/www/body.txt"
+        chmod -R a+rX "$UP_DIR/www"
+        location="location / { root $UP_DIR/www; try_files /body.txt =404; }"
+        EXPECTED_BODY=$(cat "$UP_DIR/www/body.txt")
+        ORIGIN_DESC="a ${kib} KiB static file"
+    else
+        location='location / { return 200 "hello from upstream\n"; }'
+        EXPECTED_BODY="hello from upstream"
+        # shellcheck disable=SC2034  # read by the scripts that source this file
+        ORIGIN_DESC="\`return 200\` (20 byte body)"
+    fi
     {
         nginx_main "$UP_DIR" 1
         echo "http {"
@@ -257,7 +270,7 @@ start_origin() {
         cat <<EOF
     server {
         listen 127.0.0.1:$port;
-        location / { return 200 "hello from upstream\n"; }
+        $location
     }
 }
 EOF
@@ -265,8 +278,6 @@ EOF
     start_bg upstream "$NGINX" -p "$UP_DIR" -e "$UP_DIR/error.log" -c "$UP_DIR/nginx.conf"
     UP_PID=$LAST_PID
     wait_ready upstream "$UP_PID" "http://127.0.0.1:$port/" localhost 10
-    # shellcheck disable=SC2034  # read by the scripts that source this file
-    EXPECTED_BODY="hello from upstream"
 }
 
 # ---------------------------------------------------------------- Pingap

@@ -28,6 +28,8 @@ Usage: bench/proxy.sh [options]
   --connections "C..."  space-separated wrk connection counts (default "16 50")
   --wrk-threads N       wrk threads (default 1)
   --warmup SECONDS      warm-up run per proxy before measuring (default 2)
+  --body-kib N          the origin answers a file of N KiB (default 0: a
+                        20-byte `return 200`)
   --pingap PATH         Pingap binary (default: `pingap` on PATH or in
                         ~/.cargo/bin; without one Pingap is left out)
   --no-extra            measure edgeward and nginx only
@@ -55,6 +57,7 @@ WARMUP=2
 CLEAN=0
 PINGAP=""
 EXTRA=1
+BODY_KIB=0
 
 while (( $# )); do
     case "$1" in
@@ -66,6 +69,7 @@ while (( $# )); do
         --wrk-threads) WRK_THREADS=${2:?--wrk-threads needs a value}; shift 2 ;;
         --warmup)      WARMUP=${2:?--warmup needs a value}; shift 2 ;;
         --pingap)      PINGAP=${2:?--pingap needs a path}; shift 2 ;;
+        --body-kib)    BODY_KIB=${2:?--body-kib needs a value}; shift 2 ;;
         --no-extra)    EXTRA=0; shift ;;
         --clean)       CLEAN=1; shift ;;
         -h|--help)     usage; exit 0 ;;
@@ -78,6 +82,7 @@ is_uint "$DURATION"    || die "--duration must be a positive integer (seconds)"
 is_uint "$ROUNDS"      || die "--rounds must be a positive integer"
 is_uint "$WRK_THREADS" || die "--wrk-threads must be a positive integer"
 [[ "$WARMUP" =~ ^[0-9]+$ ]] || die "--warmup must be a non-negative integer"
+[[ "$BODY_KIB" =~ ^[0-9]+$ ]] || die "--body-kib must be a non-negative integer"
 read -r -a CONNS <<<"$CONNECTIONS"
 (( ${#CONNS[@]} > 0 )) || die "--connections must not be empty"
 for c in "${CONNS[@]}"; do
@@ -116,7 +121,7 @@ read -r UP_PORT PORT_A PORT_B PORT_M PORT_P < <(free_ports 5)
 log "work dir $WORK; ports: upstream=$UP_PORT edgeward=$PORT_A nginx=$PORT_B"
 
 # ---------------------------------------------------------------- upstream (origin)
-start_origin "$UP_PORT"
+start_origin "$UP_PORT" "$BODY_KIB"
 
 # ---------------------------------------------------------------- proxy A: edgeward
 EW_DIR="$WORK/edgeward"
@@ -196,7 +201,7 @@ fi
 for p in "${NAMES[@]}"; do
     body=$(curl -s --max-time 2 -D "$RAW/headers-$p.txt" -H 'Host: bench.local' "http://127.0.0.1:${PORT[$p]}/") || true
     [[ "$body" == "$EXPECTED_BODY" ]] \
-        || die "$p on port ${PORT[$p]} returned body '$body', expected '$EXPECTED_BODY'"
+        || die "$p on port ${PORT[$p]} returned a body of ${#body} bytes, not the origin's ${#EXPECTED_BODY}: '${body:0:80}'"
 done
 
 
@@ -246,7 +251,7 @@ echo "- kernel: $(uname -sr)"
 echo "- nginx: ${nginx_version:-unknown}"
 echo "- edgeward: ${edgeward_version:-unknown} ($EDGEWARD)"
 echo "- wrk: ${wrk_version:-unknown}"
-echo "- setup: proxy threads/workers=$THREADS, wrk -t$WRK_THREADS, ${DURATION}s per run, $ROUNDS interleaved round(s), ${WARMUP}s warm-up per proxy; origin = nginx (1 worker) \`return 200\` ($(( ${#EXPECTED_BODY} + 1 )) byte body); all on 127.0.0.1"
+echo "- setup: proxy threads/workers=$THREADS, wrk -t$WRK_THREADS, ${DURATION}s per run, $ROUNDS interleaved round(s), ${WARMUP}s warm-up per proxy; origin = nginx (1 worker), $ORIGIN_DESC; all on 127.0.0.1"
 echo
 echo "| conns | proxy | req/s (median) | p50 ms (median) | p99 ms (median) | errors (total) |"
 echo "|------:|:------|---------------:|----------------:|----------------:|---------------:|"

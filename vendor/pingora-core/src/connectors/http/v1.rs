@@ -212,6 +212,76 @@ ZZ\r\n",
             .is_none());
     }
 
+    // edgeward patch: `test_reuse_rejects_fd_mismatch` against a loopback
+    // origin (that one needs 1.1.1.1), plus the reuse it must not prevent:
+    // `HttpPeer::matches_stream` accepts the pooled connection by its cached
+    // address, a peer overriding `matches_fd` still refuses it.
+    #[tokio::test]
+    async fn test_reuse_by_cached_address_and_fd_mismatch_loopback() {
+        use std::os::unix::prelude::AsRawFd;
+
+        #[derive(Clone)]
+        struct MismatchPeer {
+            inner: HttpPeer,
+        }
+        impl Display for MismatchPeer {
+            fn fmt(&self, f: &mut Formatter<'_>) -> FmtResult {
+                write!(f, "{}", self.inner)
+            }
+        }
+        impl Peer for MismatchPeer {
+            fn address(&self) -> &SocketAddr {
+                self.inner.address()
+            }
+            fn tls(&self) -> bool {
+                false
+            }
+            fn sni(&self) -> &str {
+                ""
+            }
+            fn reuse_hash(&self) -> u64 {
+                self.inner.reuse_hash()
+            }
+            fn matches_fd<V: AsRawFd>(&self, _fd: V) -> bool {
+                false
+            }
+        }
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            loop {
+                // one response per request (each fits in one read here)
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => stream
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                        .await
+                        .unwrap(),
+                }
+            }
+        });
+
+        let connector = Connector::new(None);
+        let peer = HttpPeer::new(address, false, "".into());
+        let (mut http, reused) = connector.get_http_session(&peer).await.unwrap();
+        assert!(!reused);
+        get_http(&mut http, 200).await;
+        connector.release_http_session(http, &peer, None).await;
+        let (mut http, reused) = connector.get_http_session(&peer).await.unwrap();
+        assert!(reused, "the pooled connection matches the peer's address");
+        get_http(&mut http, 200).await;
+        connector.release_http_session(http, &peer, None).await;
+
+        let mismatch_peer = MismatchPeer { inner: peer };
+        assert!(connector
+            .reused_http_session(&mismatch_peer)
+            .await
+            .is_none());
+    }
+
     #[tokio::test]
     #[cfg(feature = "any_tls")]
     async fn test_connect_tls() {
