@@ -125,6 +125,18 @@ impl World {
     }
 }
 
+impl World {
+    /// GET blog.test`path` until it is no longer the stored `hit_body`
+    /// (an invalidation runs after its response); the body then.
+    async fn until_not_hit(&self, path: &str, hit_body: &str) -> String {
+        eventually(DEADLINE, &format!("{path} invalidated"), || async {
+            let r = self.get("blog.test", path).await;
+            (r.body != hit_body).then_some(r.body)
+        })
+        .await
+    }
+}
+
 fn cache_status(r: &Reply) -> &str {
     r.header("cache-status").unwrap_or("")
 }
@@ -508,7 +520,8 @@ async fn invalidation_after_post(storage: Storage) {
     assert_eq!(w.get("blog.test", "/elsewhere").await.body, "/elsewhere #1");
     let post = w.req("POST", "blog.test", "/p", &[]).await;
     assert_eq!(post.status, 200);
-    assert_eq!(w.get("blog.test", "/p").await.body, "/p #3");
+    // The invalidation runs after the response: hits until it is done.
+    assert_eq!(w.until_not_hit("/p", "/p #1").await, "/p #3");
     // Location on the same host is invalidated too; another host's is not.
     w.origin.set(
         "/form",
@@ -519,7 +532,7 @@ async fn invalidation_after_post(storage: Storage) {
         ],
     );
     w.req("POST", "blog.test", "/form", &[]).await;
-    assert_eq!(w.get("blog.test", "/other").await.body, "/other #2");
+    assert_eq!(w.until_not_hit("/other", "/other #1").await, "/other #2");
     assert_eq!(w.get("blog.test", "/elsewhere").await.body, "/elsewhere #1");
     // A failed unsafe request invalidates nothing.
     w.origin.set("/fail", 500, &[]);
@@ -942,6 +955,42 @@ async fn slow_redis_is_a_miss_not_a_wait() {
         is_hit(&w.get("blog.test", "/slow").await).then_some(())
     })
     .await;
+}
+
+/// The invalidation after a successful POST runs off the response path:
+/// with Redis stuck (`DEBUG SLEEP 2`, under a Redis timeout of 5s) the POST
+/// is answered at once; the entry is gone once Redis answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn invalidation_does_not_delay_the_response() {
+    let w = world_redis_timeout(Storage::RedisDirect, &[], "5s").await;
+    w.origin
+        .set("/inv", 200, &[("cache-control", "max-age=60")]);
+    w.get("blog.test", "/inv").await;
+    assert!(is_hit(&w.get("blog.test", "/inv").await));
+    let port = w.redis.as_ref().unwrap().port;
+    let sleeper = tokio::spawn(async move { redis_command(port, &["DEBUG", "SLEEP", "2"]).await });
+    eventually(DEADLINE, "redis busy with DEBUG SLEEP", || async {
+        tokio::time::timeout(Duration::from_millis(100), w.redis.as_ref().unwrap().ping())
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let r = w.req("POST", "blog.test", "/inv", &[]).await;
+    let took = started.elapsed();
+    assert_eq!((r.status, r.body.as_str()), (200, "/inv #2"));
+    assert!(
+        took < Duration::from_millis(1000),
+        "the POST waited for the invalidation ({took:?})"
+    );
+    assert_eq!(sleeper.await.unwrap(), "+OK");
+    assert_eq!(w.until_not_hit("/inv", "/inv #1").await, "/inv #3");
+    let m = w.ew.metrics().await;
+    assert!(
+        m.contains("edgeward_cache_invalidations_total{result=\"done\",site=\"alice/blog\"} 1"),
+        "{m}"
+    );
 }
 
 // ------------------------------------------------------------ `check`

@@ -321,7 +321,7 @@ pub(crate) async fn response_filter(
     let method = session.req_header().method.clone();
     if !cc.enabled {
         if !method.is_safe() && (200..400).contains(&resp.status.as_u16()) {
-            invalidate(session, resp, settings, site, host).await;
+            invalidate(session, resp, settings, site, host);
         }
         let detail = if method.is_safe() && method != http::Method::OPTIONS {
             "fwd=bypass"
@@ -407,9 +407,43 @@ fn set_cache_status(resp: &mut ResponseHeader, ours: &str) -> Result<()> {
     Ok(())
 }
 
+/// Invalidations running or waiting at once; beyond, one is dropped
+/// (counted as `dropped`, logged): a stuck storage must not pile up tasks.
+const MAX_PENDING_INVALIDATIONS: usize = 1024;
+static PENDING_INVALIDATIONS: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(MAX_PENDING_INVALIDATIONS);
+
+/// How an invalidation ended (`edgeward_cache_invalidations_total{result}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Invalidation {
+    Done,
+    Failed,
+    Dropped,
+}
+
+impl Invalidation {
+    fn as_str(self) -> &'static str {
+        match self {
+            Invalidation::Done => "done",
+            Invalidation::Failed => "failed",
+            Invalidation::Dropped => "dropped",
+        }
+    }
+
+    fn count(self, site: &str) {
+        metrics::CACHE_INVALIDATIONS
+            .with_label_values(&[site, self.as_str()])
+            .inc();
+    }
+}
+
 /// RFC 9111 4.4: a successful unsafe request invalidates the stored
 /// responses of its URL, and of Location/Content-Location on the same host.
-async fn invalidate(
+/// Done in a task of its own, off the response path: the response does not
+/// wait for the storage (up to three purges, each a Redis round trip or
+/// two); a request right after it may still see the old entry for that
+/// long.
+fn invalidate(
     session: &Session,
     resp: &ResponseHeader,
     settings: &CacheSettings,
@@ -426,12 +460,29 @@ async fn invalidate(
             urls.push(u);
         }
     }
+    let Ok(permit) = PENDING_INVALIDATIONS.try_acquire() else {
+        Invalidation::Dropped.count(&site.id);
+        warn!(
+            "site {}: cache invalidation dropped ({MAX_PENDING_INVALIDATIONS} already pending)",
+            site.id
+        );
+        return;
+    };
     let store = store(settings);
-    for u in urls {
-        if let Err(e) = store.purge_urls(&site.id, &UrlMatch::Exact(u)).await {
-            warn!("site {}: cache invalidation failed: {e}", site.id);
+    let site = site.id.clone();
+    tokio::spawn(async move {
+        let _permit = permit;
+        for u in urls {
+            let result = match store.purge_urls(&site, &UrlMatch::Exact(u)).await {
+                Ok(_) => Invalidation::Done,
+                Err(e) => {
+                    warn!("site {site}: cache invalidation failed: {e}");
+                    Invalidation::Failed
+                }
+            };
+            result.count(&site);
         }
-    }
+    });
 }
 
 /// The cache URL of a Location/Content-Location value when it is on `host`.
