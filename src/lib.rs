@@ -32,6 +32,8 @@ mod live;
 pub mod logs;
 mod metrics;
 mod pages;
+#[cfg(test)]
+mod proptests;
 mod proxy;
 mod request;
 mod request_id;

@@ -31,3 +31,8 @@ pub(crate) use hooks::{
 };
 pub(crate) use purge::{is_purge, purge};
 pub(crate) use settings::{CacheSettings, SiteCache};
+#[cfg(test)]
+pub(crate) use {
+    policy::{Directive, directives},
+    purge::UrlMatch,
+};

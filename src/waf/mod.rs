@@ -23,6 +23,8 @@ use crate::pages::Page;
 use bytes::{Bytes, BytesMut};
 use engine::{EngineError, Request, RuleMatch, Ruleset, Transaction, Verdict};
 use log::warn;
+#[cfg(test)]
+pub(crate) use paths::normalize as normalize_path;
 use pingora::proxy::Session;
 use pingora_prometheus::prometheus::IntCounter;
 pub(crate) use profile::{Mode, ProfileSet};
