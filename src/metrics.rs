@@ -265,6 +265,19 @@ pub(crate) static CACHE_STORAGE_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(
     )
 });
 
+pub(crate) static CACHE_INVALIDATIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "edgeward_cache_invalidations_total",
+                "URLs invalidated after a successful unsafe request, by site and result (done, failed; inline: awaited on the response path because too many were in flight).",
+            ),
+            &["site", "result"],
+        )
+        .expect("valid metric"),
+    )
+});
+
 pub(crate) static CACHE_EVICTIONS: LazyLock<IntCounter> = LazyLock::new(|| {
     register(
         IntCounter::new(

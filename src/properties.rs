@@ -1,7 +1,7 @@
 //! Property tests (proptest) for the parsers of untrusted input: the
 //! configuration loader, log templates and what they render of a client's
-//! bytes, X-Forwarded-For, path normalization, PURGE patterns and
-//! Cache-Control. Each property holds for every input proptest generates
+//! bytes, X-Forwarded-For, path normalization, PURGE patterns,
+//! Cache-Control and the request lines of refused heads. Each property holds for every input proptest generates
 //! (256 cases per property, shrunk to a minimal counterexample on failure).
 
 use crate::cache::policy::directives;
@@ -317,6 +317,7 @@ proptest! {
             prop::collection::vec(any::<u8>(), 0..60),
             prop::collection::vec(prop::sample::select(vec![
                 "/", "..", ".", "%2e", "%2E%2e", "%2f", "a", "b", "//", "?", "#", "%", "%zz", "\\",
+                "%25", "%2541", "%3f", "%23", "41",
             ]), 0..14).prop_map(|p| p.concat().into_bytes()),
         ],
     ) {
@@ -403,5 +404,18 @@ proptest! {
             let want = v.as_ref().map(|v| v.trim_matches('"').to_string());
             prop_assert_eq!(&d.value, &want, "{}", text);
         }
+    }
+}
+
+// ---------------------------------------------------------------- refused request lines
+
+proptest! {
+    /// The method and target logged for a head the reader refused are
+    /// pieces of what was sent, without the separating spaces.
+    #[test]
+    fn refused_request_lines(line in prop::collection::vec(any::<u8>(), 0..64)) {
+        let (m, t, _) = crate::limits::refused::split_request_line(&line);
+        prop_assert!(m.len() + t.len() <= line.len());
+        prop_assert!(!m.contains(&b' ') && !t.contains(&b' '));
     }
 }

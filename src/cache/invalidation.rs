@@ -15,6 +15,7 @@
 
 use super::purge::UrlMatch;
 use super::store::Store;
+use crate::metrics;
 use log::warn;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -72,11 +73,19 @@ fn unmark(site: &str, url: String) {
     PENDING.count.fetch_sub(1, Ordering::Release);
 }
 
-async fn purge_all(store: &'static dyn Store, site: String, urls: Vec<String>) {
+async fn purge_all(store: &'static dyn Store, site: String, urls: Vec<String>, inline: bool) {
     for u in urls {
-        if let Err(e) = store.purge_urls(&site, &UrlMatch::Exact(u.clone())).await {
-            warn!("site {site}: cache invalidation of {u:?} failed: {e}");
-        }
+        let result = match store.purge_urls(&site, &UrlMatch::Exact(u.clone())).await {
+            Ok(_) if inline => "inline",
+            Ok(_) => "done",
+            Err(e) => {
+                warn!("site {site}: cache invalidation of {u:?} failed: {e}");
+                "failed"
+            }
+        };
+        metrics::CACHE_INVALIDATIONS
+            .with_label_values(&[site.as_str(), result])
+            .inc();
         unmark(&site, u);
     }
 }
@@ -91,11 +100,11 @@ pub(crate) async fn invalidate(store: &'static dyn Store, site: &str, urls: Vec<
     match TASKS.clone().try_acquire_owned() {
         Ok(permit) => {
             tokio::spawn(async move {
-                purge_all(store, site, urls).await;
+                purge_all(store, site, urls, false).await;
                 drop(permit);
             });
         }
-        Err(_) => purge_all(store, site, urls).await,
+        Err(_) => purge_all(store, site, urls, true).await,
     }
 }
 

@@ -40,9 +40,12 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
 /// The path part of a request target as the upstream will understand it:
 /// query string cut off, percent-escapes decoded, `//` collapsed, `.` and
-/// `..` segments resolved (never above the root). Exclusions are matched on
+/// `..` segments resolved (never above the root); `%25`, `%3F` and `%23`
+/// stay escaped (so normalizing is idempotent). Exclusions are matched on
 /// this, so `/wp-admin/../index.php` or `/%77p-admin/x` cannot pick an
 /// excluded path to slip past the WAF, or dodge an exclusion.
 pub(crate) fn normalize(target: &[u8]) -> Vec<u8> {
@@ -63,7 +66,19 @@ pub(crate) fn normalize(target: &[u8]) -> Vec<u8> {
             && i + 2 < path.len()
             && let (Some(h), Some(l)) = (hex(path[i + 1]), hex(path[i + 2]))
         {
-            decoded.push(h << 4 | l);
+            match h << 4 | l {
+                // Kept escaped (upper case), so that normalizing twice
+                // changes nothing: decoded, `%` would start another escape
+                // and `?`/`#` would end the path.
+                b @ (b'%' | b'?' | b'#') => {
+                    decoded.extend_from_slice(&[
+                        b'%',
+                        HEX[usize::from(b >> 4)],
+                        HEX[usize::from(b & 15)],
+                    ]);
+                }
+                b => decoded.push(b),
+            }
             i += 3;
             continue;
         }
