@@ -85,7 +85,7 @@ fn upstream_problems(events: &[Event], victim: Option<&str>) -> Vec<String> {
                 _ => None,
             })
             .collect();
-        if !requests.iter().any(|p| intact(&p)) {
+        if !requests.iter().any(intact) {
             problems.push(format!(
                 "the victim's request did not arrive intact; the upstream parsed {:?}",
                 requests

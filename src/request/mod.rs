@@ -7,7 +7,7 @@ mod checks;
 mod forwarded;
 mod host;
 
-pub(crate) use checks::{Malformed, ambiguous_framing, drop_h2c_upgrade, malformed};
+pub(crate) use checks::{Malformed, ambiguous_framing, malformed};
 pub(crate) use forwarded::{client_ip, forwarded_for};
 pub(crate) use host::{normalize_host, request_host};
 
