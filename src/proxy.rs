@@ -170,7 +170,6 @@ impl ProxyHttp for EdgeProxy {
             }
         };
         (ctx.host, ctx.peer_ip, ctx.client_ip) = (front.host, front.peer_ip, front.client_ip);
-        request::drop_h2c_upgrade(session.req_header_mut());
         ctx.tls_version = session
             .digest()
             .and_then(|d| d.ssl_digest.as_ref())
@@ -433,10 +432,14 @@ impl ProxyHttp for EdgeProxy {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        upstream::check_response(
+            resp.status.as_u16(),
+            session.as_downstream().is_upgrade_req(),
+        )?;
         cache::upstream_response_filter(resp, &mut ctx.cache);
         if let (Some(site), Some(t0)) = (&ctx.site, ctx.upstream_started.take()) {
             site.metrics

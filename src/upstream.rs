@@ -202,6 +202,24 @@ pub(crate) fn peer(u: &Upstream, program: Option<SocketAddr>) -> Result<Box<Http
     Ok(Box::new(peer))
 }
 
+/// An upstream response edgeward must not pass on: a 101 (Switching
+/// Protocols) to a request that did not ask for an upgrade (edgeward
+/// removed an `Upgrade: h2c`, or there was none). Passed on, it would turn
+/// the client connection into a tunnel to the upstream, past every check
+/// (h2c smuggling). The error is a 502 (`bad_response`) and the upstream
+/// connection is dropped.
+pub(crate) fn check_response(status: u16, upgrade_requested: bool) -> Result<()> {
+    if status == 101 && !upgrade_requested {
+        let mut e = Error::explain(
+            ErrorType::InvalidHTTPHeader,
+            "101 Switching Protocols to a request without an upgrade",
+        );
+        e.as_up();
+        return Err(e);
+    }
+    Ok(())
+}
+
 /// Make `peer` use a new connection: a retry after a pooled connection
 /// failed must not pick another pooled one (an upstream that drops the
 /// request would otherwise see it once per idle connection in the pool).
@@ -355,6 +373,13 @@ pub(crate) fn classify(e: &Error) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unasked_switch_of_protocols_is_a_bad_response() {
+        let e = check_response(101, false).unwrap_err();
+        assert_eq!(classify(&e).status, 502);
+        assert!(check_response(101, true).is_ok() && check_response(200, false).is_ok());
+    }
 
     #[test]
     fn failures_are_classified() {

@@ -102,25 +102,6 @@ pub(crate) fn ambiguous_framing(req: &RequestHeader, length_and_coding: bool) ->
     None
 }
 
-/// Remove an `Upgrade: h2c` (and its `HTTP2-Settings`) from `req`: a
-/// request to switch the connection with edgeward to HTTP/2, hop-by-hop
-/// (RFC 9110 section 7.8), never for the upstream. Forwarded, an upstream
-/// that accepts it turns the connection into a tunnel that bypasses every
-/// check edgeward makes ("h2c smuggling", Miller, Bishop Fox, 2020). The
-/// request goes on as plain HTTP/1.1. One map look-up when absent.
-pub(crate) fn drop_h2c_upgrade(req: &mut RequestHeader) {
-    let h2c = req
-        .headers
-        .get_all(http::header::UPGRADE)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .any(|p| p.trim_ascii().eq_ignore_ascii_case(b"h2c"));
-    if h2c {
-        req.remove_header(&http::header::UPGRADE);
-        req.remove_header("http2-settings");
-    }
-}
-
 /// Why `req` must be refused with a 400, if it must.
 pub(crate) fn malformed(req: &RequestHeader) -> Option<Malformed> {
     let target = req.raw_path();
@@ -261,16 +242,6 @@ mod tests {
         }
         assert_eq!((UnknownCoding.status(), CodingList.status()), (501, 400));
         assert_eq!(LengthAndCoding.as_str(), "length_and_coding");
-    }
-
-    #[test]
-    fn h2c_upgrade_is_dropped() {
-        let mut r = framed(&[("upgrade", "h2c"), ("http2-settings", "AAMAAABk")]);
-        drop_h2c_upgrade(&mut r);
-        assert!(r.headers.get("upgrade").is_none() && r.headers.get("http2-settings").is_none());
-        let mut ws = framed(&[("upgrade", "websocket")]);
-        drop_h2c_upgrade(&mut ws);
-        assert_eq!(ws.headers.get("upgrade").unwrap(), "websocket");
     }
 
     #[test]

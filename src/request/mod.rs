@@ -7,7 +7,7 @@ mod checks;
 pub(crate) mod forwarded;
 mod host;
 
-pub(crate) use checks::{Malformed, ambiguous_framing, drop_h2c_upgrade, malformed};
+pub(crate) use checks::{Malformed, ambiguous_framing, malformed};
 pub(crate) use forwarded::{client_ip, forwarded_for};
 
 /// `X-Forwarded-For` as a header name (a `&str` lookup parses the name each time).

@@ -284,7 +284,11 @@ async fn serve(stream: TcpStream, conn: usize, parsing: Parsing, ev: &Mutex<Vec<
             }
             continue;
         }
-        if upgrade && req.target.starts_with("/upgrade-ok") {
+        // `/upgrade-always`: a 101 whatever the request asked for (an
+        // upstream that switches protocols unprompted).
+        if (upgrade && req.target.starts_with("/upgrade-ok"))
+            || req.target.starts_with("/upgrade-always")
+        {
             let head = "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n";
             if c.stream.write_all(head.as_bytes()).await.is_err() {
                 return;
