@@ -204,15 +204,26 @@ pub(crate) async fn wait_file(
     count: usize,
     deadline: Duration,
 ) -> String {
-    eventually(
-        deadline,
-        &format!("{needle:?} x{count} in {}", path.display()),
-        || async {
-            let text = std::fs::read_to_string(path).unwrap_or_default();
-            (text.matches(needle).count() >= count).then_some(text)
-        },
-    )
-    .await
+    let start = std::time::Instant::now();
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.matches(needle).count() >= count {
+            return text;
+        }
+        if start.elapsed() > deadline {
+            // <dir>/alice/sites/x.log -> <dir>/edgeward.log
+            let diag = path
+                .ancestors()
+                .nth(3)
+                .map(|d| std::fs::read_to_string(d.join("edgeward.log")).unwrap_or_default())
+                .unwrap_or_default();
+            panic!(
+                "timed out waiting for {needle:?} x{count} in {}:\n{text}\n--- edgeward.log:\n{diag}",
+                path.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// One Redis command's whole reply, raw (RESP), e.g. a bulk string.
