@@ -546,10 +546,10 @@ async fn order_locked(
             }
         }
     };
-    let mut session: Option<Session> = None;
+    let slot = order::RetrySlot::default();
     let work = async {
-        let s = session.insert(Session::open(&ctx.settings, &ctx.storage).await?);
-        let stored = order::order(s, &ctx.storage, name).await?;
+        let session = Session::open(&ctx.settings, &ctx.storage, slot.clone()).await?;
+        let stored = order::order(&session, &ctx.storage, name).await?;
         let cert = parse(name, &stored).map_err(|e| OrderError::Other(e.to_string()))?;
         ctx.storage
             .put_certificate(name, &stored, &cert.fingerprint(), Some(lock))
@@ -560,7 +560,7 @@ async fn order_locked(
         r = work => r,
         e = renew => Err(OrderError::Storage(e)),
     };
-    (result, session.as_ref().and_then(Session::retry_after))
+    (result, order::retry_after_in(&slot))
 }
 
 /// Shared storage: load the certificates other instances stored.
