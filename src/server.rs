@@ -97,6 +97,9 @@ pub(crate) fn run(path: PathBuf, config: Config) -> Result<(), StartError> {
     let admin_listen = config.admin_listen.clone();
     let sites = config.sites.len();
     crate::supervisor::SUPERVISOR.apply(&config.supervisor, config.programs());
+    // ACME orders wait until the plain listeners accept (the CA's HTTP-01
+    // validation must reach them).
+    crate::tls::acme::open_when_listening(listen.clone());
     let live = Arc::new(Live::new(path, config));
 
     let mut app = pingora::proxy::http_proxy(&server.configuration, EdgeProxy::new(live.clone()));

@@ -435,3 +435,48 @@ async fn instances_on_one_redis_order_once_and_serve_the_same_certificate() {
         ":0"
     );
 }
+
+/// One name the CA cannot validate (its DNS points where nobody listens)
+/// fails and backs off; the other name of the same site is issued anyway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_bad_name_does_not_delay_the_others() {
+    let up = Upstream::start("up", Behaviour::Echo).await;
+    let port = free_port();
+    let mut pebble = Pebble::new(port);
+    pebble.start().await;
+    pebble.resolve("bad.blog.test", "127.0.0.2").await;
+    let storage = tempfile::tempdir().unwrap();
+    let conf = conf(&pebble, &up.address(), &dir_storage(storage.path()))
+        .edit_site("blog", |s| s.address("bad.blog.test"));
+    let ew = Edgeward::start_at(&conf, &[], Some(port)).await;
+    let log = wait_file(
+        &sites_log(&ew, "blog"),
+        "certificate for blog.test issued",
+        1,
+        ORDER,
+    )
+    .await;
+    let log = if log.contains("order for bad.blog.test failed") {
+        log
+    } else {
+        wait_file(
+            &sites_log(&ew, "blog"),
+            "[tls] order for bad.blog.test failed",
+            1,
+            ORDER,
+        )
+        .await
+    };
+    assert!(
+        log.contains("127.0.0.2"),
+        "the CA's reason is in the line: {log}"
+    );
+    assert!(served_certificate(ew.tls_port, "blog.test").is_ok());
+    assert!(tls_connect(ew.tls_port, "bad.blog.test").is_err());
+    // Each name gets its own redirect decision.
+    assert_eq!(get(ew.port, "blog.test", "/").await.unwrap().status, 301);
+    assert_eq!(
+        get(ew.port, "bad.blog.test", "/").await.unwrap().status,
+        200
+    );
+}

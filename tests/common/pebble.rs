@@ -25,6 +25,8 @@ pub(crate) struct Pebble {
     pub(crate) ca_roots: PathBuf,
     pub(crate) port: u16,
     pub(crate) http_port: u16,
+    /// challtestsrv's management port (set by `start`).
+    dns_management: u16,
     children: Vec<Child>,
 }
 
@@ -90,6 +92,7 @@ impl Pebble {
             ca_roots,
             port,
             http_port,
+            dns_management: 0,
             children: Vec::new(),
         }
     }
@@ -122,6 +125,7 @@ impl Pebble {
             .spawn()
             .expect("pebble-challtestsrv (apt install pebble)");
         self.children.push(chall);
+        self.dns_management = mgmt;
         let config = serde_json::json!({
             "pebble": {
                 "listenAddress": format!("127.0.0.1:{}", self.port),
@@ -155,6 +159,25 @@ impl Pebble {
             TcpStream::connect(("127.0.0.1", port)).await.ok()
         })
         .await;
+    }
+
+    /// Make the CA's DNS answer `ip` for `host` (instead of 127.0.0.1).
+    pub(crate) async fn resolve(&self, host: &str, ip: &str) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let body = serde_json::json!({ "host": host, "addresses": [ip] }).to_string();
+        let port = self.dns_management;
+        let mut s = eventually(DEADLINE, "challtestsrv management", || async move {
+            TcpStream::connect(("127.0.0.1", port)).await.ok()
+        })
+        .await;
+        let req = format!(
+            "POST /add-a HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        assert!(out.starts_with("HTTP/1.1 200"), "add-a: {out}");
     }
 
     /// Stop both programs (the CA is down from now on).
@@ -204,15 +227,26 @@ pub(crate) async fn wait_file(
     count: usize,
     deadline: Duration,
 ) -> String {
-    eventually(
-        deadline,
-        &format!("{needle:?} x{count} in {}", path.display()),
-        || async {
-            let text = std::fs::read_to_string(path).unwrap_or_default();
-            (text.matches(needle).count() >= count).then_some(text)
-        },
-    )
-    .await
+    let start = std::time::Instant::now();
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.matches(needle).count() >= count {
+            return text;
+        }
+        if start.elapsed() > deadline {
+            // <dir>/alice/sites/x.log -> <dir>/edgeward.log
+            let diag = path
+                .ancestors()
+                .nth(3)
+                .map(|d| std::fs::read_to_string(d.join("edgeward.log")).unwrap_or_default())
+                .unwrap_or_default();
+            panic!(
+                "timed out waiting for {needle:?} x{count} in {}:\n{text}\n--- edgeward.log:\n{diag}",
+                path.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// One Redis command's whole reply, raw (RESP), e.g. a bulk string.

@@ -129,6 +129,48 @@ fn runtime() -> &'static tokio::runtime::Handle {
     })
 }
 
+/// Opened once the plain listeners accept connections: no order starts
+/// before (the CA's validation would find nobody listening).
+static LISTENING: LazyLock<tokio::sync::watch::Sender<bool>> =
+    LazyLock::new(|| tokio::sync::watch::channel(false).0);
+
+/// Open the gate for orders once every address of `listen` accepts a TCP
+/// connection (a wildcard address is probed on loopback); after 30 s
+/// anyway, logged.
+pub(crate) fn open_when_listening(listen: Vec<String>) {
+    runtime().spawn(async move {
+        let probes: Vec<std::net::SocketAddr> = listen
+            .iter()
+            .filter_map(|a| a.parse::<std::net::SocketAddr>().ok())
+            .map(|mut a| {
+                if a.ip().is_unspecified() {
+                    a.set_ip(match a {
+                        std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                        std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                    });
+                }
+                a
+            })
+            .collect();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut all = true;
+            for a in &probes {
+                all &= tokio::net::TcpStream::connect(a).await.is_ok();
+            }
+            if all {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                warn!("ACME: the plain listeners do not accept connections yet; ordering anyway");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        LISTENING.send_replace(true);
+    });
+}
+
 /// The state shared by the tasks of one set of settings.
 struct Ctx {
     settings: Arc<AcmeSettings>,
@@ -374,6 +416,8 @@ fn parse(name: &str, s: &Stored) -> Result<CertKey, super::certs::CertError> {
 
 /// Keep `name` certified, forever (aborted when the name goes away).
 async fn keep(ctx: Arc<Ctx>, name: String) {
+    let mut listening = LISTENING.subscribe();
+    let _ = listening.wait_for(|open| *open).await;
     let mut failures = 0u32;
     loop {
         let pause = step(&ctx, &name, &mut failures).await;
@@ -502,10 +546,10 @@ async fn order_locked(
             }
         }
     };
-    let mut session: Option<Session> = None;
+    let slot = order::RetrySlot::default();
     let work = async {
-        let s = session.insert(Session::open(&ctx.settings, &ctx.storage).await?);
-        let stored = order::order(s, &ctx.storage, name).await?;
+        let session = Session::open(&ctx.settings, &ctx.storage, slot.clone()).await?;
+        let stored = order::order(&session, &ctx.storage, name).await?;
         let cert = parse(name, &stored).map_err(|e| OrderError::Other(e.to_string()))?;
         ctx.storage
             .put_certificate(name, &stored, &cert.fingerprint(), Some(lock))
@@ -516,7 +560,7 @@ async fn order_locked(
         r = work => r,
         e = renew => Err(OrderError::Storage(e)),
     };
-    (result, session.as_ref().and_then(Session::retry_after))
+    (result, order::retry_after_in(&slot))
 }
 
 /// Shared storage: load the certificates other instances stored.

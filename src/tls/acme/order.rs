@@ -92,7 +92,16 @@ fn roots(settings: &AcmeSettings) -> Result<rustls::RootCertStore, OrderError> {
     Ok(roots)
 }
 
-fn client(settings: &AcmeSettings) -> Result<Client, OrderError> {
+/// Where the client keeps the last `Retry-After` it saw.
+pub(super) type RetrySlot = Arc<Mutex<Option<SystemTime>>>;
+
+/// The `Retry-After` in `slot`, if still ahead.
+pub(super) fn retry_after_in(slot: &RetrySlot) -> Option<SystemTime> {
+    let at = *slot.lock().unwrap_or_else(|e| e.into_inner());
+    at.filter(|t| *t > SystemTime::now())
+}
+
+fn client(settings: &AcmeSettings, retry_after: RetrySlot) -> Result<Client, OrderError> {
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -109,7 +118,7 @@ fn client(settings: &AcmeSettings) -> Result<Client, OrderError> {
     Ok(Client {
         inner: hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build(connector),
-        retry_after: Arc::new(Mutex::new(None)),
+        retry_after,
     })
 }
 
@@ -121,9 +130,9 @@ pub(super) fn directory_id(directory: &str) -> String {
         .collect()
 }
 
-/// An order in progress: the client (for its Retry-After) and the account.
+/// An order in progress: the account, on a client that reports the CA's
+/// Retry-After into the slot given to `open`.
 pub(super) struct Session {
-    client: Client,
     pub(super) account: Account,
 }
 
@@ -132,8 +141,9 @@ impl Session {
     pub(super) async fn open(
         settings: &AcmeSettings,
         storage: &Storage,
+        retry_after: RetrySlot,
     ) -> Result<Session, OrderError> {
-        let client = client(settings)?;
+        let client = client(settings, retry_after)?;
         let id = directory_id(&settings.directory);
         let stored = storage.account(&id).await?;
         let account = match stored
@@ -174,17 +184,7 @@ impl Session {
                 }
             }
         };
-        Ok(Session { client, account })
-    }
-
-    /// The `Retry-After` the CA asked for last, if still ahead.
-    pub(super) fn retry_after(&self) -> Option<SystemTime> {
-        let at = *self
-            .client
-            .retry_after
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        at.filter(|t| *t > SystemTime::now())
+        Ok(Session { account })
     }
 }
 
