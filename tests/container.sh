@@ -242,6 +242,13 @@ if [ "$uid" = 10001 ] && grep -q 'tini' <<<"$procs" && grep -q 'edgeward run' <<
     && [ "$(awk 'NR > 1 && $2 != 10001' <<<"$procs" | wc -l)" = 0 ]; then rc=0; else rc=1; fi
 check "runs as uid 10001: id -u in the container, and every process (tini, edgeward, the program)" "$rc" "id -u: $uid" "$procs"
 
+# ACME's default storage (tls.storage kind dir): present, the edgeward
+# user's alone, writable by it.
+store=$(docker exec "$MAIN" sh -c 'stat -c "%u:%g %a" /var/lib/edgeward/tls && touch /var/lib/edgeward/tls/.w && rm /var/lib/edgeward/tls/.w && echo writable' 2>&1) || true
+if [ "$store" = "10001:10001 700
+writable" ]; then rc=0; else rc=1; fi
+check "ACME's default storage /var/lib/edgeward/tls: owned by 10001, mode 700, writable" "$rc" "$store"
+
 http "$HTTP" proxied.test "/log-$TOKEN"
 if [ "$STATUS" = 200 ] && poll 10 file_has "$TMP/logs/t/http/proxied.log" "\"GET /log-$TOKEN HTTP/1.1\" 200 "; then rc=0; else rc=1; fi
 owners=$(find "$TMP/logs" -type f -printf '%u:%g %p\n' 2>&1)
