@@ -243,11 +243,11 @@ stop_server() {
 load() {
     run_wrk "$1" "$SERVER_PID" "$3" taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"$2s" \
         -H 'Host: bench.local' "http://127.0.0.1:$PORT$PATH_1K"
-    local done
-    done=$(awk '/ requests in / { print $1; exit }' "$3")
-    [[ -n "$done" && "$done" -gt 0 ]] || { cat "$3" >&2; die "no request done against $1"; }
+    local completed
+    completed=$(awk '/ requests in / { print $1; exit }' "$3")
+    [[ -n "$completed" && "$completed" -gt 0 ]] || { cat "$3" >&2; die "no request done against $1"; }
     if grep -q 'Non-2xx' "$3"; then cat "$3" >&2; die "$1 answered errors"; fi
-    echo "$done"
+    echo "$completed"
 }
 run_wrk() {   # as lib.sh's, with the command given whole (taskset + wrk)
     local name=$1 pid=$2 out=$3
@@ -300,6 +300,7 @@ for name in "${NAMES[@]}"; do
         n=$(load "$name" "$IR_S" "$RAW/$name-cg.txt")
         IRN[$name]=$n
         callgrind_control -d "$SERVER_PID" >/dev/null
+        # shellcheck disable=SC2012  # our own dump names: newest first
         f=$(ls -t "$RAW/callgrind/$name."*.[0-9]* 2>/dev/null | head -n1)
         [[ -n "$f" ]] || die "no callgrind dump for $name"
         cp "$f" "$RAW/callgrind/$name.measured"

@@ -255,10 +255,12 @@ start_origin() {
         head -c $(( kib * 1024 )) /dev/zero | tr '\0' 'x' >"$UP_DIR/www/body.txt"
         chmod -R a+rX "$UP_DIR/www"
         location="location / { root $UP_DIR/www; try_files /body.txt =404; }"
+        # shellcheck disable=SC2034  # read by the scripts that source this file
         EXPECTED_BODY=$(cat "$UP_DIR/www/body.txt")
         ORIGIN_DESC="a ${kib} KiB static file"
     else
         location='location / { return 200 "hello from upstream\n"; }'
+        # shellcheck disable=SC2034  # read by the scripts that source this file
         EXPECTED_BODY="hello from upstream"
         # shellcheck disable=SC2034  # read by the scripts that source this file
         ORIGIN_DESC="\`return 200\` (20 byte body)"
@@ -300,11 +302,12 @@ find_pingap() {
 # proxying every request on 127.0.0.1:PORT to 127.0.0.1:UPSTREAM_PORT with
 # THREADS threads, no access log (run it with `pingap -c FILE`).
 pingap_conf() {
-    local file=$1
+    local file=$1 dir
+    dir=$(dirname "$file")
     cat >"$file" <<EOF
 [basic]
 name = "pingap-bench"
-pid_file = "$(dirname "$file")/pingap.pid"
+pid_file = "$dir/pingap.pid"
 log_level = "WARN"
 threads = $4
 grace_period = "1s"

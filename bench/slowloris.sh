@@ -294,8 +294,8 @@ echo "- setup: threads/workers=$THREADS; normal client wrk -t1 -c$CONNS ${DURATI
 echo
 echo "| server | idle p50 ms | loaded p50 ms | p50 x | idle p99 ms | loaded p99 ms | p99 x | idle req/s | loaded req/s | RSS idle MiB | RSS loaded MiB | slowloris closed by the server |"
 echo "|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+# shellcheck disable=SC2086  # word splitting wanted: one argument per sample
 for p in "${NAMES[@]}"; do
-    # shellcheck disable=SC2086
     ip50=$(median ${IP50[$p]}); lp50=$(median ${LP50[$p]}); ip99=$(median ${IP99[$p]}); lp99=$(median ${LP99[$p]})
     # shellcheck disable=SC2086
     printf '| %s | %.3f | %.3f | %s | %.3f | %.3f | %s | %.0f | %.0f | %.1f | %.1f | %s |\n' "$p" \

@@ -96,6 +96,10 @@ pub(crate) fn run(path: PathBuf, config: Config) -> Result<(), StartError> {
     let tls_listen = config.tls.listen.clone();
     let admin_listen = config.admin_listen.clone();
     let sites = config.sites.len();
+    // The first bytes of a new plain connection (h2c preface or HTTP/1
+    // request) within limits.header_timeout, else it is closed; as the
+    // server options are set once, a reload does not change it.
+    let first_bytes = config.limits.header_timeout;
     crate::supervisor::SUPERVISOR.apply(&config.supervisor, config.programs());
     // ACME orders wait until the plain listeners accept (the CA's HTTP-01
     // validation must reach them).
@@ -105,6 +109,7 @@ pub(crate) fn run(path: PathBuf, config: Config) -> Result<(), StartError> {
     let mut app = pingora::proxy::http_proxy(&server.configuration, EdgeProxy::new(live.clone()));
     let mut opts = HttpServerOptions::default();
     opts.h2c = true;
+    opts.h2c_preface_timeout = Some(first_bytes);
     app.server_options = Some(opts);
     // Behind limits.max_connections.
     let mut proxy = Service::new(

@@ -283,6 +283,64 @@ async fn a_slow_head_gets_408_and_is_closed() {
     assert_eq!(read_to_close(&mut s).await.status, 200);
 }
 
+/// A client that connects and sends nothing is closed after
+/// header_timeout (not after the body or keep-alive timeouts, both longer
+/// here): it was held forever, waiting for an h2c preface.
+#[tokio::test(flavor = "multi_thread")]
+async fn silent_new_connections_are_closed_after_header_timeout() {
+    let up = Upstream::start("A", Behaviour::Echo).await;
+    let ew = start(
+        &up,
+        &[
+            ("header_timeout", "500ms"),
+            ("body_timeout", "30s"),
+            ("keepalive_timeout", "30s"),
+        ],
+        |c| c,
+    )
+    .await;
+    let mut s = TcpStream::connect(("127.0.0.1", ew.port)).await.unwrap();
+    let t0 = Instant::now();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(DEADLINE, s.read(&mut buf))
+        .await
+        .expect("the silent connection is closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "nothing is answered to a client that said nothing");
+    let took = t0.elapsed();
+    assert!(took >= Duration::from_millis(400), "closed after {took:?}");
+    assert!(took < Duration::from_secs(10), "closed after {took:?}");
+    // A slow body still has body_timeout between reads, not header_timeout.
+    let mut s = TcpStream::connect(("127.0.0.1", ew.port)).await.unwrap();
+    s.write_all(b"POST /slow HTTP/1.1\r\nHost: a.test\r\nContent-Length: 4\r\n\r\nab")
+        .await
+        .unwrap();
+    let early = tokio::time::timeout(Duration::from_millis(1500), s.read(&mut buf)).await;
+    assert!(
+        early.is_err(),
+        "answered or closed while the body was only paused: {early:?}"
+    );
+    s.write_all(b"cd").await.unwrap();
+    let r = read_to_close_or_response(&mut s).await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+}
+
+async fn read_to_close_or_response(s: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(DEADLINE, s.read(&mut buf))
+            .await
+            .expect("a response")
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_keepalive_connections_are_closed() {
     let up = Upstream::start("A", Behaviour::Echo).await;

@@ -84,6 +84,11 @@ pub struct HttpServerOptions {
     /// Unlike nginx, the default behavior here is _no limit_.
     pub keepalive_request_limit: Option<u32>,
 
+    /// edgeward patch: with `h2c`, how long a new plaintext connection may
+    /// take to send its first 24 bytes (the HTTP/2 preface, or the start of
+    /// an HTTP/1 request) before it is closed. `None` (the default): no limit.
+    pub h2c_preface_timeout: Option<std::time::Duration>,
+
     /// If set, close a downstream HTTP/2 connection that has been idle
     /// for this duration.
     ///
@@ -281,9 +286,26 @@ where
         // try to read h2 preface
         else if h2c && !custom {
             let mut buf = [0u8; H2_PREFACE.len()];
-            let peeked = stream
-                .try_peek(&mut buf)
-                .await
+            // edgeward patch: the wait for the first bytes of a new connection
+            // is bounded by `h2c_preface_timeout` when set (a client that
+            // connects and sends nothing, or fewer than 24 bytes, was held
+            // forever). The bytes `try_peek` read are lost on a timeout, so
+            // the connection is closed then.
+            let peek = stream.try_peek(&mut buf);
+            let peeked = match self
+                .server_options()
+                .and_then(|o| o.h2c_preface_timeout)
+            {
+                Some(t) => match pingora_timeout::timeout(t, peek).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        debug!("no request within {t:?} of the connection");
+                        return None;
+                    }
+                },
+                None => peek.await,
+            };
+            let peeked = peeked
                 .map_err(|e| {
                     // this error is normal when h1 reuse and close the connection
                     debug!("Read error while peeking h2c preface {e}");
