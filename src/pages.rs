@@ -143,6 +143,6 @@ fn header(
     }
     resp.insert_header("content-length", len.to_string())?;
     resp.insert_header("cache-control", "no-store")?;
-    resp.insert_header(crate::request_id::HEADER, request_id)?;
+    resp.insert_header(&crate::request_id::NAME, request_id)?;
     Ok(resp)
 }

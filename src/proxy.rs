@@ -412,15 +412,16 @@ impl ProxyHttp for EdgeProxy {
         if let Some(peer) = ctx.peer_ip {
             let sent = req.headers.get_all(&request::X_FORWARDED_FOR);
             let xff = request::forwarded_for(sent.iter().map(|v| v.as_bytes()), peer);
-            req.insert_header("x-forwarded-for", xff)?;
+            req.insert_header(&request::X_FORWARDED_FOR, xff)?;
         }
         let proto = if ctx.tls_version.is_some() {
-            "https"
+            http::HeaderValue::from_static("https")
         } else {
-            "http"
+            http::HeaderValue::from_static("http")
         };
-        req.insert_header("x-forwarded-proto", proto)?;
-        req.insert_header(request_id::HEADER, &ctx.request_id)?;
+        // Names as `HeaderName`s: inserting by `&str` parses the name again.
+        req.insert_header(&request::X_FORWARDED_PROTO, proto)?;
+        req.insert_header(&request_id::NAME, &ctx.request_id)?;
         // HTTP/2 clients send :authority only; an HTTP/1.1 upstream needs Host.
         if !req.headers.contains_key(http::header::HOST)
             && let Some(a) = req.uri.authority().map(|a| a.as_str().to_string())
@@ -465,7 +466,7 @@ impl ProxyHttp for EdgeProxy {
             &ctx.cache,
         )
         .await?;
-        resp.insert_header(request_id::HEADER, &ctx.request_id)?;
+        resp.insert_header(&request_id::NAME, &ctx.request_id)?;
         if let (Some(site), Some(_)) = (&ctx.site, &ctx.tls_version) {
             tls::strict_transport_security(&site.tls, resp)?;
         }

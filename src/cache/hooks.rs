@@ -156,7 +156,7 @@ pub(crate) async fn serve_fresh_hit(
         header.insert_header(http::header::ACCEPT_RANGES, "bytes")?;
     }
     set_cache_status(&mut header, "edgeward; hit")?;
-    header.insert_header(crate::request_id::HEADER, request_id)?;
+    header.insert_header(&crate::request_id::NAME, request_id)?;
     metrics::CACHE_REQUESTS
         .with_label_values(&[site.id.as_str(), "hit"])
         .inc();

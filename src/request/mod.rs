@@ -13,6 +13,9 @@ pub(crate) use forwarded::{client_ip, forwarded_for};
 /// `X-Forwarded-For` as a header name (a `&str` lookup parses the name each time).
 pub(crate) static X_FORWARDED_FOR: http::HeaderName =
     http::HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto` as a header name.
+pub(crate) static X_FORWARDED_PROTO: http::HeaderName =
+    http::HeaderName::from_static("x-forwarded-proto");
 pub(crate) use host::{normalize_host, request_host};
 
 use crate::config::Cidr;

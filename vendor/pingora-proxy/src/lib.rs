@@ -1536,14 +1536,26 @@ impl SubrequestSpawner {
     }
 }
 
-#[async_trait]
-impl<SV, C> HttpServerApp for HttpProxy<SV, C>
+// edgeward patch: `HttpServerApp::process_new_http`'s body, its future
+// built in place (see there).
+impl<SV, C> HttpProxy<SV, C>
 where
     SV: ProxyHttp + Send + Sync + 'static,
     <SV as ProxyHttp>::CTX: Send + Sync,
     C: custom::Connector,
 {
-    async fn process_new_http(
+    /// Not inlined, so that the future is returned through a pointer to
+    /// its final place (the box) rather than a stack copy.
+    #[inline(never)]
+    fn process_new_http_future<'a>(
+        self: &'a Arc<Self>,
+        session: HttpSession,
+        shutdown: &'a ShutdownWatch,
+    ) -> impl Future<Output = Option<ReusedHttpStream>> + Send + 'a {
+        self.process_new_http_inner(session, shutdown)
+    }
+
+    async fn process_new_http_inner(
         self: &Arc<Self>,
         mut session: HttpSession,
         shutdown: &ShutdownWatch,
@@ -1582,6 +1594,31 @@ where
         }
 
         self.process_request(session, ctx).await
+    }
+}
+
+#[async_trait]
+impl<SV, C> HttpServerApp for HttpProxy<SV, C>
+where
+    SV: ProxyHttp + Send + Sync + 'static,
+    <SV as ProxyHttp>::CTX: Send + Sync,
+    C: custom::Connector,
+{
+    async fn process_new_http(
+        self: &Arc<Self>,
+        session: HttpSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        // edgeward patch: the request's future (about 10 KiB) is built
+        // directly in its box instead of on the stack and then moved into
+        // the box `async_trait` makes of this method's future (a 10 KiB
+        // memcpy per request); this future now only holds that box.
+        let slot = Box::new_uninit();
+        Box::into_pin(Box::write(
+            slot,
+            self.process_new_http_future(session, shutdown),
+        ))
+        .await
     }
 
     async fn http_cleanup(&self) {

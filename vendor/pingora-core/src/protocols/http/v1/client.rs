@@ -303,7 +303,9 @@ impl HttpSession {
 
                         let mut response_header = match ResponseHeader::build(
                             resp.code.unwrap(),
-                            Some(resp.headers.len()),
+                            // edgeward patch: room for added fields (see
+                            // ROOM_FOR_ADDED_FIELDS).
+                            Some(resp.headers.len() + super::common::ROOM_FOR_ADDED_FIELDS),
                         ) {
                             Ok(header) => Box::new(header),
                             Err(e) => return self.fail_response_header_read(e),

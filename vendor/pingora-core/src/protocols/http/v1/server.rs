@@ -451,7 +451,12 @@ impl HttpSession {
                             req.method.unwrap_or(""),
                             // we path httparse to allow unsafe bytes in the str
                             req.path.unwrap_or("").as_bytes(),
-                            Some(req.headers.len()),
+                            // edgeward patch: room for the fields a proxy
+                            // adds (X-Forwarded-For, -Proto, a request id,
+                            // ...) without growing both header maps on
+                            // each insertion (a request of one field grew
+                            // them three times).
+                            Some(req.headers.len() + super::common::ROOM_FOR_ADDED_FIELDS),
                         )?);
 
                         request_header.set_version(match req.version {
