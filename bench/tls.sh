@@ -209,9 +209,12 @@ mkdir -p "$NX_DIR/tmp"
         ssl_ciphers $TLS12_CIPHERS;
         ssl_conf_command Ciphersuites $TLS13_SUITES;
         ssl_prefer_server_ciphers off;
-        # No resumption: every connection is a full handshake.
+        # Session tickets on, as edgeward issues them (TLS 1.2 and 1.3): both
+        # sides do the same work per handshake. No server-side session cache
+        # (edgeward has none). s_time -new never resumes: every handshake is
+        # a full one.
         ssl_session_cache off;
-        ssl_session_tickets off;
+        ssl_session_tickets on;
         location / {
             proxy_pass http://origin;
             proxy_http_version 1.1;
@@ -458,7 +461,7 @@ libssl() { ldd "$1" 2>/dev/null | awk '$1 ~ /^libssl/ { print $3; exit }'; }
 echo "- TLS library: $(openssl version | awk '{print $1, $2}'); libssl used by edgeward: $(libssl "$EDGEWARD"), nginx: $(libssl "$NGINX"), s_time: $(libssl "$(command -v openssl)"), wrk: $(libssl "$(command -v wrk)"), h2load: $(libssl "$(command -v h2load)")"
 echo "- clients: $(wrk -v 2>&1 | head -n1 | awk '{print $1, $2}'), h2load $(h2load --version 2>&1 | awk '{print $2}'), openssl s_time"
 echo "- setup: ${DURATION}s per run, $ROUNDS alternating round(s) per test (edgeward, nginx, ...), ${WARMUP}s warm-up per server; origin = nginx (1 worker) \`return 200\` ($(( ${#EXPECTED_BODY} + 1 )) byte body), keep-alive from both proxies; access logs off on both; all on 127.0.0.1"
-echo "- certificate: one self-signed ECDSA P-256 (prime256v1) certificate for bench.local, made with \`openssl req\`, served by both; TLS 1.2 + 1.3, Mozilla intermediate ciphers; nginx \`ssl_session_cache off; ssl_session_tickets off\`, edgeward has no resumption settings (OpenSSL defaults); s_time \`-new\` never resumes, so every handshake is a full one"
+echo "- certificate: one self-signed ECDSA P-256 (prime256v1) certificate for bench.local, made with \`openssl req\`, served by both; TLS 1.2 + 1.3, Mozilla intermediate ciphers; nginx \`ssl_session_cache off; ssl_session_tickets on\`, edgeward issues tickets under its own rotating keys; s_time \`-new\` never resumes, so every handshake is a full one"
 for v in -tls1_3 -tls1_2; do
     for p in "${NAMES[@]}"; do
         read -r proto cipher kx sig tickets _ <<<"${NEGOTIATED[$p,$v]}"
