@@ -905,6 +905,24 @@ fn local_hits(metrics: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Put the world's Redis to sleep for `seconds` (`DEBUG SLEEP`, from a task
+/// whose reply comes when it wakes) and return once it is asleep: a PING
+/// from another connection goes unanswered.
+async fn redis_asleep(w: &World, seconds: u32) -> tokio::task::JoinHandle<String> {
+    let port = w.redis.as_ref().unwrap().port;
+    let secs = seconds.to_string();
+    let sleeper =
+        tokio::spawn(async move { redis_command(port, &["DEBUG", "SLEEP", &secs]).await });
+    eventually(DEADLINE, "redis busy with DEBUG SLEEP", || async {
+        tokio::time::timeout(Duration::from_millis(100), w.redis.as_ref().unwrap().ping())
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    sleeper
+}
+
 /// Redis alive but not answering in time (`DEBUG SLEEP`): lookups give up
 /// after `cache.redis.timeout` (200ms here) and the request is a miss from
 /// the origin, counted; once Redis answers again, hits come back.
@@ -916,16 +934,7 @@ async fn slow_redis_is_a_miss_not_a_wait() {
     w.get("blog.test", "/slow").await;
     assert!(is_hit(&w.get("blog.test", "/slow").await));
     let before = storage_errors(&w.ew.metrics().await);
-    let port = w.redis.as_ref().unwrap().port;
-    let sleeper = tokio::spawn(async move { redis_command(port, &["DEBUG", "SLEEP", "3"]).await });
-    // Redis is busy once a PING from another connection goes unanswered.
-    eventually(DEADLINE, "redis busy with DEBUG SLEEP", || async {
-        tokio::time::timeout(Duration::from_millis(100), w.redis.as_ref().unwrap().ping())
-            .await
-            .is_err()
-            .then_some(())
-    })
-    .await;
+    let sleeper = redis_asleep(&w, 3).await;
     let started = std::time::Instant::now();
     let r = w.get("blog.test", "/slow").await;
     let took = started.elapsed();
@@ -956,15 +965,7 @@ async fn invalidation_never_waits_for_redis() {
     w.origin.set("/p", 200, &[("cache-control", "max-age=60")]);
     assert_eq!(w.get("blog.test", "/p").await.body, "/p #1");
     assert!(is_hit(&w.get("blog.test", "/p").await));
-    let port = w.redis.as_ref().unwrap().port;
-    let sleeper = tokio::spawn(async move { redis_command(port, &["DEBUG", "SLEEP", "3"]).await });
-    eventually(DEADLINE, "redis busy with DEBUG SLEEP", || async {
-        tokio::time::timeout(Duration::from_millis(100), w.redis.as_ref().unwrap().ping())
-            .await
-            .is_err()
-            .then_some(())
-    })
-    .await;
+    let sleeper = redis_asleep(&w, 3).await;
     let post = w.req("POST", "blog.test", "/p", &[]).await;
     assert_eq!(post.status, 200);
     assert!(
