@@ -330,6 +330,9 @@ async fn start_failures_are_explained() {
     assert_eq!(r.status, 502);
     let log = wait_sites_log(&ew, "app", "Upstream starting failed", 1).await;
     assert!(log.contains("Upstream starting failed: no-such-command-xyz --port 1 (return code: 127 | reason: exited before listening)"), "{log}");
+    // The program's stderr is captured by its own reader: its line may land
+    // after the failure line.
+    let log = wait_sites_log(&ew, "app", "not found", 1).await;
     assert!(
         log.contains("STDERR: ") && log.contains("not found"),
         "{log}"
