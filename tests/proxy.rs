@@ -446,3 +446,99 @@ async fn stale_served_on_upstream_failure_says_connection_close() {
     // The first fetch, then the revalidation and its one retry.
     assert_eq!(seen.lock().unwrap().get("GET /flaky"), Some(&3));
 }
+
+/// An upstream that answers every request (keep-alive) and counts its
+/// connections; after answering `/bye` it closes its side of that
+/// connection when `bye` is notified, and reports when edgeward closed its
+/// own.
+async fn pooled_upstream() -> (
+    String,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    std::sync::Arc<tokio::sync::Notify>,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let (closed_tx, closed_rx) = tokio::sync::mpsc::unbounded_channel();
+    let bye = std::sync::Arc::new(tokio::sync::Notify::new());
+    let count = accepted.clone();
+    let bye_now = bye.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let closed_tx = closed_tx.clone();
+            let bye_now = bye_now.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    let last = buf.starts_with(b"GET /bye ");
+                    buf.drain(..end);
+                    if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    if last {
+                        // Half-close once the test has the answer (edgeward
+                        // has pooled the connection by then): edgeward sees
+                        // EOF on an idle pooled connection. Then wait for its
+                        // close.
+                        bye_now.notified().await;
+                        let _ = s.shutdown().await;
+                        while let Ok(n) = s.read(&mut chunk).await {
+                            if n == 0 {
+                                break;
+                            }
+                        }
+                        let _ = closed_tx.send(());
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted, bye, closed_rx)
+}
+
+/// Upstream connections are kept and reused between requests; one the
+/// upstream closes while idle is closed by edgeward too, without waiting for
+/// a request, and the next request goes over a new connection, without an
+/// error.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_upstream_connections_are_reused_and_closed_when_the_upstream_closes() {
+    use std::sync::atomic::Ordering;
+    let (addr, accepted, bye, mut closed) = pooled_upstream().await;
+    let ew = Edgeward::start(&sites(&addr, &addr, &dead_address(), &dead_address())).await;
+    for _ in 0..5 {
+        let r = get(ew.port, "blog.example.org", "/keep").await.unwrap();
+        assert_eq!((r.status, r.body.as_str()), (200, "ok"));
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "one pooled connection for 5 requests"
+    );
+    let r = get(ew.port, "blog.example.org", "/bye").await.unwrap();
+    assert_eq!(r.status, 200);
+    bye.notify_one();
+    // No request meanwhile: edgeward notices the close on its own.
+    tokio::time::timeout(Duration::from_secs(10), closed.recv())
+        .await
+        .expect("edgeward did not close the idle connection the upstream closed")
+        .unwrap();
+    let r = get(ew.port, "blog.example.org", "/keep").await.unwrap();
+    assert_eq!((r.status, r.body.as_str()), (200, "ok"));
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}

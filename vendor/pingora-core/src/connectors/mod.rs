@@ -15,6 +15,8 @@
 //! Connecting to servers
 
 pub mod http;
+// edgeward patch: the keep-alive pool without a task per idle connection.
+mod idle_pool;
 pub mod l4;
 #[cfg(feature = "any_tls")]
 mod tls;
@@ -33,14 +35,13 @@ use l4::{connect as l4_connect, BindTo};
 use log::{debug, warn};
 use parking_lot::RwLock;
 use pingora_error::{Error, ErrorType::*, OrErr, Result};
-use pingora_pool::{ConnectionMeta, ConnectionPool};
+use pingora_pool::ConnectionMeta;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tls::TlsConnector;
-use tokio::sync::Mutex;
 
 #[derive(Clone, Debug)]
 pub(crate) struct IdleConnection {
@@ -170,7 +171,8 @@ impl ConnectorOptions {
 /// [TransportConnector] provides APIs to connect to servers via TCP or TLS with connection reuse
 pub struct TransportConnector {
     tls_ctx: tls::Connector,
-    connection_pool: Arc<ConnectionPool<Arc<Mutex<Stream>>>>,
+    // edgeward patch: `IdlePool` instead of pingora-pool's `ConnectionPool`.
+    connection_pool: Arc<idle_pool::IdlePool>,
     offload: Option<OffloadRuntime>,
     bind_to_v4: Vec<SocketAddr>,
     bind_to_v6: Vec<SocketAddr>,
@@ -203,7 +205,7 @@ impl TransportConnector {
             .and_then(|o| o.keepalive_pool_callback.clone());
         TransportConnector {
             tls_ctx: tls::Connector::new(options),
-            connection_pool: Arc::new(ConnectionPool::new(pool_size)),
+            connection_pool: Arc::new(idle_pool::IdlePool::new(pool_size)),
             offload: offload.map(|v| OffloadRuntime::new("upstream connect offload", v.0, v.1)),
             bind_to_v4,
             bind_to_v6,
@@ -249,59 +251,45 @@ impl TransportConnector {
 
     /// Try to find a reusable connection to the given server [Peer]
     pub async fn reused_stream<P: Peer + Send + Sync>(&self, peer: &P) -> Option<Stream> {
-        match self.connection_pool.get(&peer.reuse_hash()) {
-            Some(s) => {
-                debug!("find reusable stream, trying to acquire it");
-                {
-                    let _ = s.lock().await;
-                } // wait for the idle poll to release it
-                match Arc::try_unwrap(s) {
-                    Ok(l) => {
-                        let mut stream = l.into_inner();
-                        // test_reusable_stream: we assume server would never actively send data
-                        // first on an idle stream.
-                        #[cfg(unix)]
-                        // edgeward patch: `matches_stream` (see `Peer`) instead of `matches_fd`.
-                        if peer.matches_stream(&stream)
-                            && test_reusable_stream(&mut stream, &self.unexpected_data_conn_count)
-                        {
-                            Some(stream)
-                        } else {
-                            None
-                        }
-                        #[cfg(windows)]
-                        {
-                            use std::os::windows::io::{AsRawSocket, RawSocket};
-                            struct WrappedRawSocket(RawSocket);
-                            impl AsRawSocket for WrappedRawSocket {
-                                fn as_raw_socket(&self) -> RawSocket {
-                                    self.0
-                                }
-                            }
-                            if peer.matches_sock(WrappedRawSocket(stream.id() as RawSocket))
-                                && test_reusable_stream(
-                                    &mut stream,
-                                    &self.unexpected_data_conn_count,
-                                )
-                            {
-                                Some(stream)
-                            } else {
-                                None
-                            }
-                        }
-                    }
-                    Err(_) => {
-                        // edgeward patch: debug, not error. The pool's idle watcher
-                        // still held its reference (a race with its release), so a
-                        // new connection is made instead: nothing failed for the
-                        // user (223 ERROR lines in a 10-minute soak, all of them).
-                        debug!("failed to acquire reusable stream");
-                        None
-                    }
-                }
-            }
+        // edgeward patch: taken from `IdlePool` without waiting for a watcher
+        // task; streams met past their idle timeout are closed here.
+        let mut expired = Vec::new();
+        let found = self
+            .connection_pool
+            .take(peer.reuse_hash(), Instant::now(), &mut expired);
+        self.departed(expired);
+        let mut stream = match found {
+            Some(s) => s,
             None => {
                 debug!("No reusable connection found for {peer}");
+                return None;
+            }
+        };
+        // test_reusable_stream: we assume server would never actively send data
+        // first on an idle stream.
+        #[cfg(unix)]
+        // edgeward patch: `matches_stream` (see `Peer`) instead of `matches_fd`.
+        if peer.matches_stream(&stream)
+            && test_reusable_stream(&mut stream, &self.unexpected_data_conn_count)
+        {
+            Some(stream)
+        } else {
+            None
+        }
+        #[cfg(windows)]
+        {
+            use std::os::windows::io::{AsRawSocket, RawSocket};
+            struct WrappedRawSocket(RawSocket);
+            impl AsRawSocket for WrappedRawSocket {
+                fn as_raw_socket(&self) -> RawSocket {
+                    self.0
+                }
+            }
+            if peer.matches_sock(WrappedRawSocket(stream.id() as RawSocket))
+                && test_reusable_stream(&mut stream, &self.unexpected_data_conn_count)
+            {
+                Some(stream)
+            } else {
                 None
             }
         }
@@ -323,32 +311,28 @@ impl TransportConnector {
         if !test_reusable_stream(&mut stream, &self.unexpected_data_conn_count) {
             return;
         }
-        let id = stream.id();
-        let meta = ConnectionMeta::new(key, id);
         debug!("Try to keepalive client session");
-        let stream = Arc::new(Mutex::new(stream));
-        let locked_stream = stream.clone().try_lock_owned().unwrap(); // safe as we just created it
-        let (notify_close, watch_use) = self.connection_pool.put(&meta, stream);
-        let idle_meta = IdleConnection::new(meta);
-        let pool = self.connection_pool.clone(); //clone the arc
-        let keepalive_pool_callback = self.keepalive_pool_callback.clone();
-        let rt = pingora_runtime::current_handle();
-        rt.spawn(async move {
-            if pool
-                .idle_poll(
-                    locked_stream,
-                    &idle_meta.connection,
-                    idle_timeout,
-                    notify_close,
-                    watch_use,
-                )
-                .await
-            {
-                if let Some(callback) = keepalive_pool_callback {
-                    callback(idle_meta.elapsed());
-                }
+        // edgeward patch: kept in `IdlePool` (no task, lock, oneshot or LRU
+        // node per release); its sweeper closes expired and dead streams.
+        self.connection_pool.start_sweeper(
+            self.unexpected_data_conn_count.clone(),
+            self.keepalive_pool_callback.clone(),
+        );
+        let evicted = self
+            .connection_pool
+            .put(key, stream, idle_timeout, Instant::now());
+        self.departed(evicted);
+    }
+
+    /// edgeward patch: close idle streams that leave the pool unused, after
+    /// telling the pool callback how long they were idle.
+    fn departed(&self, gone: Vec<idle_pool::Departed>) {
+        for departed in gone {
+            if let Some(callback) = &self.keepalive_pool_callback {
+                callback(departed.idle);
             }
-        });
+            drop(departed.stream);
+        }
     }
 
     /// Get a stream to the given server [Peer]
