@@ -73,7 +73,7 @@ fn stored(storage: &Path, name: &str, cn: &str, from: i64, until: i64) -> TestCe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_is_ordered_by_http01_and_served_by_sni() {
     let up = Upstream::start("up", Behaviour::Echo).await;
-    let port = free_port();
+    let port = fixed_port();
     let mut pebble = Pebble::new(port);
     pebble.start().await;
     let storage = tempfile::tempdir().unwrap();
@@ -130,7 +130,7 @@ async fn a_certificate_is_ordered_by_http01_and_served_by_sni() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_with_a_third_of_its_lifetime_left_is_renewed() {
     let up = Upstream::start("up", Behaviour::Echo).await;
-    let port = free_port();
+    let port = fixed_port();
     let mut pebble = Pebble::new(port);
     pebble.start().await;
     let storage = tempfile::tempdir().unwrap();
@@ -181,7 +181,7 @@ async fn a_certificate_with_a_third_of_its_lifetime_left_is_renewed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_ca_down_orders_back_off_and_the_old_certificate_stays() {
     let up = Upstream::start("up", Behaviour::Echo).await;
-    let port = free_port();
+    let port = fixed_port();
     let pebble = Pebble::new(port); // never started
     let storage = tempfile::tempdir().unwrap();
     stored(storage.path(), "blog.test", "old blog", -70, 20);
@@ -244,7 +244,7 @@ async fn with_the_ca_down_orders_back_off_and_the_old_certificate_stays() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_adds_and_removes_names() {
     let up = Upstream::start("up", Behaviour::Echo).await;
-    let port = free_port();
+    let port = fixed_port();
     let mut pebble = Pebble::new(port);
     pebble.start().await;
     let storage = tempfile::tempdir().unwrap();
@@ -347,7 +347,7 @@ async fn instances_on_one_redis_order_once_and_serve_the_same_certificate() {
     let keys = tempfile::tempdir().unwrap();
     let key_file = keys.path().join("tls-storage.key");
     std::fs::write(&key_file, format!("{}\n", "5a".repeat(32))).unwrap();
-    let port_b = free_port();
+    let port_b = fixed_port();
     let mut pebble = Pebble::new(port_b);
     let storage = format!(
         "{{ kind: redis, redis: {{ url: {}, key_prefix: \"ew:tls:\" }}, encryption_key_file: {} }}",
@@ -441,7 +441,7 @@ async fn instances_on_one_redis_order_once_and_serve_the_same_certificate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_bad_name_does_not_delay_the_others() {
     let up = Upstream::start("up", Behaviour::Echo).await;
-    let port = free_port();
+    let port = fixed_port();
     let mut pebble = Pebble::new(port);
     pebble.start().await;
     pebble.resolve("bad.blog.test", "127.0.0.2").await;

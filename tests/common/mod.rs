@@ -61,6 +61,29 @@ pub(crate) fn free_port() -> u16 {
     free_ports::<1>()[0]
 }
 
+/// A free loopback port for a server that must keep that port when edgeward
+/// is restarted on fresh ports (an ACME CA's HTTP-01 target). It is taken
+/// below the kernel's ephemeral range (32768-60999 by default), so no
+/// outgoing connection of a test running alongside can hold it as its
+/// local port meanwhile, as one did once (`Address already in use` five
+/// times over).
+pub(crate) fn fixed_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id()
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+    for _ in 0..1000 {
+        let n = seed.wrapping_add(NEXT.fetch_add(7919, Ordering::Relaxed));
+        let port = 20000 + (n % 12000) as u16;
+        if StdListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in 20000-31999");
+}
+
 /// `N` different free loopback ports: all bound at once, then released
 /// (one at a time, the kernel may hand out the same port twice).
 pub(crate) fn free_ports<const N: usize>() -> [u16; N] {
