@@ -50,7 +50,8 @@ struct Inner {
     next_seq: u64,
 }
 
-/// Why an idle stream left the pool without being reused.
+/// An idle stream that left the pool without being reused, and how long
+/// it was idle (for `PoolCallback`).
 pub(crate) struct Departed {
     pub(crate) stream: Stream,
     pub(crate) idle: Duration,
@@ -189,15 +190,20 @@ impl IdlePool {
         self.inner.lock().count
     }
 
-    /// Start the sweeper once, on the current runtime.
+    /// Start the sweeper once, on the current runtime. Called on every
+    /// release: after the first, one relaxed load and nothing else.
     pub(crate) fn start_sweeper(
         self: &Arc<Self>,
-        unexpected_data_conn_count: Arc<AtomicU64>,
-        on_departure: Option<super::PoolCallback>,
+        unexpected_data_conn_count: &Arc<AtomicU64>,
+        on_departure: &Option<super::PoolCallback>,
     ) {
-        if self.sweeper_started.swap(true, Ordering::Relaxed) {
+        if self.sweeper_started.load(Ordering::Relaxed)
+            || self.sweeper_started.swap(true, Ordering::Relaxed)
+        {
             return;
         }
+        let unexpected_data_conn_count = unexpected_data_conn_count.clone();
+        let on_departure = on_departure.clone();
         let pool: Weak<IdlePool> = Arc::downgrade(self);
         pingora_runtime::current_handle().spawn(async move {
             loop {

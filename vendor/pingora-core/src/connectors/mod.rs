@@ -315,8 +315,8 @@ impl TransportConnector {
         // edgeward patch: kept in `IdlePool` (no task, lock, oneshot or LRU
         // node per release); its sweeper closes expired and dead streams.
         self.connection_pool.start_sweeper(
-            self.unexpected_data_conn_count.clone(),
-            self.keepalive_pool_callback.clone(),
+            &self.unexpected_data_conn_count,
+            &self.keepalive_pool_callback,
         );
         let evicted = self
             .connection_pool
