@@ -161,23 +161,11 @@ mkdir -p "$NX_DIR/tmp"
     echo "http {"
     nginx_http_common "$NX_DIR"
     cat <<EOF
-    upstream origin {
-        server 127.0.0.1:$UP_PORT;
-        keepalive 64;
-        keepalive_requests 1000000;
-    }
+$(nginx_proxy_upstream "$UP_PORT")
     server {
         listen 127.0.0.1:$PORT;
         server_name bench.local;
-        location / {
-            proxy_pass http://origin;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host \$host;
-            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto \$scheme;
-            proxy_set_header X-Request-Id \$request_id;
-        }
+$(nginx_proxy_location)
     }
 }
 EOF

@@ -242,6 +242,34 @@ nginx_http_common() {
 EOF
 }
 
+# nginx_proxy_upstream UP_PORT and nginx_proxy_location: the nginx reverse
+# proxy of proxy.sh, cost.sh and tls.sh, inside http { } and server { }:
+# keep-alive connections to the origin on 127.0.0.1:UP_PORT, and roughly the
+# header work edgeward does (Host, X-Forwarded-For, X-Forwarded-Proto,
+# X-Request-Id).
+nginx_proxy_upstream() {
+    cat <<EOF
+    upstream origin {
+        server 127.0.0.1:$1;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+EOF
+}
+nginx_proxy_location() {
+    cat <<'EOF'
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Request-Id $request_id;
+        }
+EOF
+}
+
 # start_origin PORT [KIB]: the origin of proxy.sh and tls.sh, an nginx (1
 # worker) answering every request on 127.0.0.1:PORT with 200 "hello from
 # upstream" or, with KIB > 0, a file of KIB KiB of "x" (the same for every
