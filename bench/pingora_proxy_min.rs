@@ -1,7 +1,7 @@
 //! The reference point of `bench/cost.sh` and `bench/proxy.sh`: the smallest
 //! Pingora reverse proxy, only `upstream_peer` (every request to one origin,
 //! over Pingora's upstream connection pool). It is built like edgeward
-//! (mimalloc, the same listener settings: h2c, 16 KiB client write buffer,
+//! (mimalloc through edgeward::alloc, the same listener settings: h2c, 16 KiB client write buffer,
 //! no downstream modules), so edgeward minus this is the cost of edgeward's
 //! own hooks, and this minus `pingora-static` the cost of Pingora's upstream
 //! side.
@@ -17,7 +17,7 @@ use pingora::server::configuration::ServerConf;
 use std::net::SocketAddr;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: edgeward::alloc::Allocator = edgeward::alloc::Allocator;
 
 struct Min {
     upstream: SocketAddr,

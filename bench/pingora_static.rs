@@ -4,7 +4,7 @@
 //! built at start-up (the headers of a cache hit, N KiB of `x`), so it pays
 //! only Pingora's own per-request work: HTTP/1 parsing, the session, the
 //! response header serialisation and the socket. Built like edgeward: the
-//! same allocator (mimalloc) and listener settings (h2c, 16 KiB client write
+//! same allocator (mimalloc through edgeward::alloc) and listener settings (h2c, 16 KiB client write
 //! buffer, no downstream modules).
 //!
 //! Usage: pingora-static ADDR THREADS SIZE_KIB...
@@ -20,7 +20,7 @@ use pingora::server::configuration::ServerConf;
 use std::collections::HashMap;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: edgeward::alloc::Allocator = edgeward::alloc::Allocator;
 
 struct Static {
     objects: HashMap<String, (ResponseHeader, Bytes)>,

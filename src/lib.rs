@@ -20,10 +20,11 @@
 //! - `admin`, `metrics`: `/metrics` and `/health`
 //! - `server`: process assembly and signals
 //!
-//! The library exists for the binary (`main.rs`, through [`cli`]) and for
-//! the benchmarks (`logs`).
+//! The library exists for the binary (`main.rs`, through [`cli`], with
+//! [`alloc`] as its allocator) and for the benchmarks (`logs`, `alloc`).
 
 mod admin;
+pub mod alloc;
 mod cache;
 pub mod cli;
 mod config;

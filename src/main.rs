@@ -3,9 +3,10 @@ use clap::{Parser, Subcommand};
 /// mimalloc is the allocator of the whole process: Rust's, and (its
 /// `override` feature exports malloc/free) libmodsecurity's, which allocates
 /// and frees a great deal per request on the WAF's engine threads, where
-/// glibc's malloc cost ~30 % of the engine's time.
+/// glibc's malloc cost ~30 % of the engine's time. `edgeward::alloc::Allocator` asks it
+/// for plain blocks where it can (see there).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: edgeward::alloc::Allocator = edgeward::alloc::Allocator;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
