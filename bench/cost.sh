@@ -247,7 +247,16 @@ run_wrk() {   # as lib.sh's, with the command given whole (taskset + wrk)
     WRK_PID=""
 }
 
-declare -A IR IRN CS CPU SC SCTOP
+declare -A IR IRN CS CPU SC SCTOP USR SYS MINFLT
+HZ=$(getconf CLK_TCK)
+# utime and stime (clock ticks, all threads) and minor page faults of a
+# process, from /proc/PID/stat (fields 14, 15 and 10, counted after the command name, which may hold spaces).
+cpu_ticks() {
+    local stat
+    stat=$(<"/proc/$1/stat")
+    stat=${stat##*) }
+    awk '{ print $12, $13, $8 }' <<<"$stat"
+}
 for name in "${NAMES[@]}"; do
     # ---- native: CPU time and context switches, then syscalls
     log "$name: native run (${NATIVE_S}s)"
@@ -255,8 +264,13 @@ for name in "${NAMES[@]}"; do
     load "$name" 1 "$RAW/$name-warmup.txt" >/dev/null
     perf stat -x, -e task-clock,context-switches -p "$SERVER_PID" -o "$RAW/$name-perf.csv" &
     perf_pid=$!
+    read -r ut0 st0 mf0 < <(cpu_ticks "$SERVER_PID")
     n=$(load "$name" "$NATIVE_S" "$RAW/$name-native.txt")
+    read -r ut1 st1 mf1 < <(cpu_ticks "$SERVER_PID")
     kill -INT "$perf_pid"; wait "$perf_pid" || true
+    USR[$name]=$(awk -v d=$(( ut1 - ut0 )) -v hz="$HZ" -v n="$n" 'BEGIN { printf "%.1f", d * 1e6 / hz / n }')
+    MINFLT[$name]=$(awk -v d=$(( mf1 - mf0 )) -v n="$n" 'BEGIN { printf "%.3f", d / n }')
+    SYS[$name]=$(awk -v d=$(( st1 - st0 )) -v hz="$HZ" -v n="$n" 'BEGIN { printf "%.1f", d * 1e6 / hz / n }')
     CPU[$name]=$(awk -F, -v n="$n" '$3 == "task-clock" { printf "%.1f", $1 * 1000 / n }' "$RAW/$name-perf.csv")
     CS[$name]=$(awk -F, -v n="$n" '$3 == "context-switches" { printf "%.3f", $1 / n }' "$RAW/$name-perf.csv")
 
@@ -305,12 +319,12 @@ echo "- command: \`$CMDLINE\`"
 echo "- date: $(date -u '+%Y-%m-%dT%H:%M:%SZ'); nproc $(nproc); cpu: ${cpu_model:-unknown}; kernel: $(uname -sr)"
 echo "- $("$NGINX" -v 2>&1 | head -n1); edgeward: $("$EDGEWARD" --version 2>&1 | head -n1) ($EDGEWARD)"
 echo "- setup: one worker/thread per server pinned to CPU $SERVER_CPU; wrk -t1 -c$CONNS and the origin (nginx, 1 worker, a 1 KiB file) on CPU $CLIENT_CPU; GET $PATH_1K, Host: bench.local"
-echo "- instructions: user space, valgrind callgrind, a ${IR_S}s run after a 2 s warm-up (requests counted: $(for name in "${NAMES[@]}"; do printf '%s %s; ' "$name" "${IRN[$name]:-n/a}"; done)kernel instructions not counted: no PMU); syscalls: strace -c -f, ${STRACE_S}s; context switches and CPU: perf stat (software events), ${NATIVE_S}s (CPU time moves with the machine's load)"
+echo "- instructions: user space, valgrind callgrind, a ${IR_S}s run after a 2 s warm-up (requests counted: $(for name in "${NAMES[@]}"; do printf '%s %s; ' "$name" "${IRN[$name]:-n/a}"; done)kernel instructions not counted: no PMU); syscalls: strace -c -f, ${STRACE_S}s; context switches and CPU: perf stat (software events), ${NATIVE_S}s (CPU time moves with the machine's load); user / kernel split and minor page faults: utime, stime and minflt of /proc/PID/stat over the same run (${HZ} Hz ticks)"
 echo
-echo "| server | instructions/request (user) | syscalls/request | context switches/request | CPU µs/request (noisy) | syscalls ≥ 0.05/request |"
-echo "|:--|--:|--:|--:|--:|:--|"
+echo "| server | instructions/request (user) | syscalls/request | context switches/request | CPU µs/request (noisy) | of which user / kernel µs | page faults/request | syscalls ≥ 0.05/request |"
+echo "|:--|--:|--:|--:|--:|--:|--:|:--|"
 for name in "${NAMES[@]}"; do
-    printf '| %s | %s | %s | %s | %s | %s |\n' "$name" "${IR[$name]:-n/a}" "${SC[$name]}" "${CS[$name]}" "${CPU[$name]}" "${SCTOP[$name]}"
+    printf '| %s | %s | %s | %s | %s | %s / %s | %s | %s |\n' "$name" "${IR[$name]:-n/a}" "${SC[$name]}" "${CS[$name]}" "${CPU[$name]}" "${USR[$name]}" "${SYS[$name]}" "${MINFLT[$name]}" "${SCTOP[$name]}"
 done
 echo
 if (( CALLGRIND )) && [[ -n "${IR[nginx]:-}" ]]; then

@@ -94,12 +94,57 @@ impl Timer {
     pub fn subscribe(&self) -> TimerStub {
         TimerStub(self.0.clone(), self.1.clone())
     }
+
+    // edgeward patch: a second handle on the same timer, for `Timers::recent`.
+    fn share(&self) -> Timer {
+        Timer(self.0.clone(), self.1.clone())
+    }
+}
+
+// edgeward patch: a thread's timers, with the last few buckets handed out.
+// Most timeouts a thread registers within one 10 ms tick share a bucket with
+// the previous timeout of the same duration; finding it in `recent` (a few
+// comparisons) instead of the tree (a search over as many buckets as the
+// longest timeout spans: 6,000 for a 60 s keep-alive, about 360 instructions
+// per registration) is most of the cost of `register_timer`. The clock
+// thread clears an entry when it fires its bucket, under the same lock, so
+// `recent` never hands out a fired timer and holds none past its time.
+const RECENT: usize = 4;
+
+#[derive(Default)]
+struct Timers {
+    tree: BTreeMap<Time, Timer>,
+    recent: [Option<(Time, Timer)>; RECENT],
+    next: usize,
+}
+
+impl Timers {
+    fn recent(&self, at: Time) -> Option<TimerStub> {
+        self.recent
+            .iter()
+            .flatten()
+            .find(|(t, _)| *t == at)
+            .map(|(_, timer)| timer.subscribe())
+    }
+
+    fn remember(&mut self, at: Time, timer: Timer) {
+        self.recent[self.next] = Some((at, timer));
+        self.next = (self.next + 1) % RECENT;
+    }
+
+    fn forget_until(&mut self, now: u128) {
+        for slot in &mut self.recent {
+            if slot.as_ref().is_some_and(|(t, _)| t.not_after(now)) {
+                *slot = None;
+            }
+        }
+    }
 }
 
 /// The object that holds all the timers registered to it.
 pub struct TimerManager {
     // each thread insert into its local timer tree to avoid lock contention
-    timers: ThreadLocal<RwLock<BTreeMap<Time, Timer>>>,
+    timers: ThreadLocal<RwLock<Timers>>, // edgeward patch: was RwLock<BTreeMap<Time, Timer>>
     zero: Instant, // the reference zero point of Timestamp
     // Start a new clock thread if this is -1 or staled. The clock thread should keep updating this
     clock_watchdog: AtomicI64,
@@ -143,7 +188,8 @@ impl TimerManager {
                 let mut timers = thread_timer.write();
                 // Fire all timers until now
                 loop {
-                    let key_to_remove = timers.iter().next().and_then(|(k, _)| {
+                    // edgeward patch: the tree is `timers.tree`.
+                    let key_to_remove = timers.tree.iter().next().and_then(|(k, _)| {
                         if k.not_after(now) {
                             Some(*k)
                         } else {
@@ -151,13 +197,15 @@ impl TimerManager {
                         }
                     });
                     if let Some(k) = key_to_remove {
-                        let timer = timers.remove(&k);
+                        let timer = timers.tree.remove(&k);
                         // safe to unwrap, the key is from iter().next()
                         timer.unwrap().fire();
                     } else {
                         break;
                     }
                 }
+                // edgeward patch: no fired timer stays in `recent`.
+                timers.forget_until(now);
                 // write lock drops here
             }
         }
@@ -203,21 +251,22 @@ impl TimerManager {
             return timer.subscribe();
         }
         let now: Time = (Instant::now() + duration - self.zero).into();
-        {
-            let timers = self.timers.get_or(|| RwLock::new(BTreeMap::new())).read();
-            if let Some(t) = timers.get(&now) {
-                return t.subscribe();
-            }
-        } // drop read lock
-
+        // edgeward patch: one lock, `recent` first, then the tree (see `Timers`).
+        // Only this thread inserts into its timers; the clock thread only
+        // removes (and fires) them, under this lock.
+        let mut timers = self.timers.get_or(Default::default).write();
+        if let Some(stub) = timers.recent(now) {
+            return stub;
+        }
+        if let Some(shared) = timers.tree.get(&now).map(Timer::share) {
+            let stub = shared.subscribe();
+            timers.remember(now, shared);
+            return stub;
+        }
         let timer = Timer::new();
-        let mut timers = self.timers.get_or(|| RwLock::new(BTreeMap::new())).write();
-        // Usually we check if another thread has insert the same node before we get the write lock,
-        // but because only this thread will insert anything to its local timers tree, there
-        // is no possible race that can happen. The only other thread is the clock thread who
-        // only removes timer from the tree
         let stub = timer.subscribe();
-        timers.insert(now, timer);
+        timers.remember(now, timer.share());
+        timers.tree.insert(now, timer);
         stub
     }
 
@@ -281,6 +330,47 @@ mod tests {
         t2.poll().await;
         // t2 fired along t1 so no extra wait time
         assert_eq!(now.elapsed().as_secs(), 0);
+    }
+
+    // edgeward patch: timers of one bucket share it (found through `recent`),
+    // and when the clock fires a bucket it leaves `recent` too.
+    #[tokio::test]
+    async fn test_recent_buckets() {
+        let tm_a = Arc::new(TimerManager::new());
+        let tm = tm_a.clone();
+        std::thread::spawn(move || tm_a.clock_thread());
+
+        let now = Instant::now();
+        let short: Vec<_> = (0..3)
+            .map(|_| tm.register_timer(Duration::from_millis(300)))
+            .collect();
+        let long = tm.register_timer(Duration::from_secs(5));
+        {
+            let timers = tm.timers.get().unwrap().read();
+            // one bucket for the three, or two if a 10 ms tick passed between them
+            assert!(timers.tree.len() <= 3, "{}", timers.tree.len());
+            assert!(timers.recent.iter().flatten().count() >= 2);
+        }
+        for t in short {
+            t.poll().await;
+        }
+        assert!(now.elapsed() >= Duration::from_millis(290));
+        assert!(now.elapsed() < Duration::from_secs(2));
+        {
+            // the clock fired the 300 ms bucket and forgot it, under the lock
+            let timers = tm.timers.get().unwrap().read();
+            let fired_until = (Instant::now() - tm.zero).as_millis();
+            assert_eq!(timers.tree.len(), 1);
+            assert!(timers
+                .recent
+                .iter()
+                .flatten()
+                .all(|(t, _)| !t.not_after(fired_until)));
+            assert_eq!(timers.recent.iter().flatten().count(), 1);
+        }
+        // the 5 s one has not fired
+        let fired = tokio::time::timeout(Duration::from_millis(10), long.poll()).await;
+        assert!(fired.is_err());
     }
 
     #[test]
