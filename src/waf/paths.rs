@@ -45,7 +45,8 @@ const HEX: &[u8; 16] = b"0123456789ABCDEF";
 /// The path part of a request target as the upstream will understand it:
 /// query string cut off, percent-escapes decoded, `//` collapsed, `.` and
 /// `..` segments resolved (never above the root); `%25`, `%3F` and `%23`
-/// stay escaped (so normalizing is idempotent). Exclusions are matched on
+/// stay escaped and a `%` that starts no escape becomes `%25` (so
+/// normalizing is idempotent). Exclusions are matched on
 /// this, so `/wp-admin/../index.php` or `/%77p-admin/x` cannot pick an
 /// excluded path to slip past the WAF, or dodge an exclusion.
 pub(crate) fn normalize(target: &[u8]) -> Vec<u8> {
@@ -82,7 +83,14 @@ pub(crate) fn normalize(target: &[u8]) -> Vec<u8> {
             i += 3;
             continue;
         }
-        decoded.push(path[i]);
+        if path[i] == b'%' {
+            // A `%` that starts no escape is a literal one: written `%25`,
+            // as a decoded one is, else a byte decoded after it could
+            // complete an escape the next time (`%%41` -> `%A41` -> `%A4`+`1`).
+            decoded.extend_from_slice(b"%25");
+        } else {
+            decoded.push(path[i]);
+        }
         i += 1;
     }
     let mut segments: Vec<&[u8]> = Vec::new();
@@ -147,6 +155,10 @@ mod tests {
         assert_eq!(n("http://h/x/y?z"), "/x/y");
         assert_eq!(n(""), "/");
         assert_eq!(n("/a/."), "/a/");
-        assert_eq!(n("/bad%zz%4"), "/bad%zz%4");
+        assert_eq!(n("/bad%zz%4"), "/bad%25zz%254");
+        // a literal `%` cannot start an escape with what follows it decoded
+        assert_eq!(n("/%%4141"), "/%25A41");
+        assert_eq!(n("/%25A41"), "/%25A41");
+        assert_eq!(n("/100%"), n("/100%25"));
     }
 }
