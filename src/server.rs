@@ -7,7 +7,7 @@ use crate::live::{InFlight, Live};
 use crate::proxy::EdgeProxy;
 use crate::sites::Config;
 use async_trait::async_trait;
-use log::{error, info};
+use log::{error, info, warn};
 use pingora::apps::HttpServerOptions;
 use pingora::apps::http_app::HttpServer;
 use pingora::listeners::tls::TlsSettings;
@@ -85,6 +85,14 @@ pub(crate) fn run(path: PathBuf, config: Config) -> Result<(), StartError> {
     let grace = config.grace_period;
     let conf = ServerConf {
         threads: config.threads,
+        // Each worker thread runs its own single-threaded runtime, like an
+        // nginx worker: a connection stays on the thread that accepted it
+        // (Pingora spreads new connections over the threads at random).
+        // Without the work-stealing scheduler's cross-thread queues and
+        // wake-ups a proxied request takes about 8 % less CPU (bench/cost.sh
+        // native runs, bench/README.md round 4); blocking work was already
+        // kept off these threads (WAF engine, log writer, ACME, reloads).
+        work_stealing: false,
         grace_period_seconds: Some(grace.as_secs_f64().ceil() as u64),
         graceful_shutdown_timeout_seconds: Some(1),
         ..Default::default()
@@ -242,6 +250,7 @@ impl ShutdownSignalWatch for StopSignals {
             _ = quit.recv() => "SIGQUIT",
             _ = int.recv() => {
                 info!("SIGINT: stopping now");
+                exit_if_still_running(Instant::now() + STOP_MARGIN);
                 return ShutdownSignal::FastShutdown;
             }
         };
@@ -255,11 +264,37 @@ impl ShutdownSignalWatch for StopSignals {
     }
 }
 
+/// How long after its deadline a stop may take before edgeward exits by
+/// itself (see `exit_if_still_running`).
+const STOP_MARGIN: Duration = Duration::from_secs(2);
+
+/// The end of a stop whatever the runtimes do: if the process is still
+/// there at `at` (Pingora's own stop returns from `Server::run`, and the
+/// process ends, well before in the normal case), stop the tenants'
+/// programs, flush the logs and exit. Pingora joins each worker thread when
+/// it shuts the runtimes down; a thread busy in a task that does not yield
+/// would hold the process forever.
+fn exit_if_still_running(at: Instant) {
+    let _ = std::thread::Builder::new()
+        .name("edgeward-stop".into())
+        .spawn(move || {
+            std::thread::sleep(at.saturating_duration_since(Instant::now()));
+            warn!("the worker threads did not stop in time; exiting");
+            crate::supervisor::SUPERVISOR.shutdown(Duration::from_secs(1), true);
+            crate::logs::flush(Duration::from_secs(2));
+            std::process::exit(0);
+        });
+}
+
 /// Pingora waits the whole grace period even when nothing is left to do.
 /// Exit as soon as every in-flight request has finished (Pingora's own
-/// timer still ends the process at the deadline).
+/// timer still ends the process at the deadline, and if it has not a little
+/// after it, `exit_if_still_running` does).
 fn drain_then_exit(grace: Duration) {
     let deadline = Instant::now() + grace;
+    // Pingora's stop after the grace period: its runtimes get one more
+    // second (`graceful_shutdown_timeout_seconds`).
+    exit_if_still_running(deadline + Duration::from_secs(1) + STOP_MARGIN);
     let _ = std::thread::Builder::new()
         .name("edgeward-drain".into())
         .spawn(move || {
