@@ -329,7 +329,7 @@ find_pingap() {
 # pingap_conf FILE PORT UPSTREAM_PORT THREADS: a Pingap 0.13 configuration
 # proxying every request on 127.0.0.1:PORT to 127.0.0.1:UPSTREAM_PORT with
 # THREADS threads, no access log (run it with `pingap -c FILE`).
-pingap_conf() {
+pingap_conf() {   # FILE PORT UPSTREAM_PORT THREADS [WORK_STEALING: true (Pingap's default) | false]
     local file=$1 dir
     dir=$(dirname "$file")
     cat >"$file" <<EOF
@@ -338,6 +338,7 @@ name = "pingap-bench"
 pid_file = "$dir/pingap.pid"
 log_level = "WARN"
 threads = $4
+work_stealing = ${5:-true}
 grace_period = "1s"
 graceful_shutdown_timeout = "1s"
 

@@ -52,6 +52,8 @@ fn main() {
     let upstream: SocketAddr = args[2].parse().unwrap_or_else(|_| usage());
     let conf = ServerConf {
         threads,
+        // As edgeward: a current-thread runtime per worker (src/server.rs).
+        work_stealing: false,
         grace_period_seconds: Some(1),
         graceful_shutdown_timeout_seconds: Some(1),
         ..Default::default()

@@ -94,6 +94,8 @@ fn main() {
     }
     let conf = ServerConf {
         threads,
+        // As edgeward: a current-thread runtime per worker (src/server.rs).
+        work_stealing: false,
         grace_period_seconds: Some(1),
         graceful_shutdown_timeout_seconds: Some(1),
         ..Default::default()

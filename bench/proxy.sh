@@ -8,7 +8,8 @@
 #
 # Usage: bench/proxy.sh [--edgeward PATH] [--threads N] [--duration SECONDS]
 #                       [--rounds R] [--connections "16 50"] [--wrk-threads N]
-#                       [--warmup SECONDS] [--pingap PATH] [--clean]
+#                       [--warmup SECONDS] [--pingap PATH] [--pingap-no-steal]
+#                       [--body-kib N] [--no-extra] [--clean]
 #
 # Also measured, beside them and the same way: pingora-proxy-min
 # (bench/pingora_proxy_min.rs, a Pingora proxy with only upstream_peer, when
@@ -32,6 +33,9 @@ Usage: bench/proxy.sh [options]
                         20-byte `return 200`)
   --pingap PATH         Pingap binary (default: `pingap` on PATH or in
                         ~/.cargo/bin; without one Pingap is left out)
+  --pingap-no-steal     run Pingap with `work_stealing = false`, as edgeward
+                        and pingora-proxy-min run (default: Pingap's own
+                        default, work stealing on)
   --no-extra            measure edgeward and nginx only
   --clean               delete the work dir (configs, logs, raw wrk output)
                         at the end instead of keeping it
@@ -56,6 +60,7 @@ WRK_THREADS=1
 WARMUP=2
 CLEAN=0
 PINGAP=""
+PINGAP_STEAL=true
 EXTRA=1
 BODY_KIB=0
 
@@ -69,6 +74,7 @@ while (( $# )); do
         --wrk-threads) WRK_THREADS=${2:?--wrk-threads needs a value}; shift 2 ;;
         --warmup)      WARMUP=${2:?--warmup needs a value}; shift 2 ;;
         --pingap)      PINGAP=${2:?--pingap needs a path}; shift 2 ;;
+        --pingap-no-steal) PINGAP_STEAL=false; shift ;;
         --body-kib)    BODY_KIB=${2:?--body-kib needs a value}; shift 2 ;;
         --no-extra)    EXTRA=0; shift ;;
         --clean)       CLEAN=1; shift ;;
@@ -179,7 +185,7 @@ if [[ -n "$PINGORA_MIN" ]]; then
 fi
 if [[ -n "$PINGAP" ]]; then
     mkdir -p "$WORK/pingap"
-    pingap_conf "$WORK/pingap/pingap.toml" "$PORT_P" "$UP_PORT" "$THREADS"
+    pingap_conf "$WORK/pingap/pingap.toml" "$PORT_P" "$UP_PORT" "$THREADS" "$PINGAP_STEAL"
     start_bg pingap env RUST_LOG=warn "$PINGAP" -c "$WORK/pingap/pingap.toml"
     PID[pingap]=$LAST_PID; PORT[pingap]=$PORT_P; NAMES+=(pingap)
     wait_ready pingap "$LAST_PID" "http://127.0.0.1:$PORT_P/" bench.local 30
@@ -268,7 +274,7 @@ for c in "${CONNS[@]}"; do
     echo "$row"
 done
 echo
-echo "pingora-proxy-min: bench/pingora_proxy_min.rs, Pingora with only upstream_peer, built like edgeward (mimalloc, h2c, 16 KiB write buffer). pingap: Pingap (${PINGAP:-not measured}; 0.13.1 from \`cargo install pingap --version 0.13.1 --locked\`), threads=$THREADS, no access log, same origin."
+echo "pingora-proxy-min: bench/pingora_proxy_min.rs, Pingora with only upstream_peer, built like edgeward (mimalloc through edgeward::alloc, no work stealing, h2c, 16 KiB write buffer). pingap: Pingap (${PINGAP:-not measured}; 0.13.1 from \`cargo install pingap --version 0.13.1 --locked\`), threads=$THREADS, work_stealing=$PINGAP_STEAL, no access log, same origin."
 echo
 
 SUCCESS=1
