@@ -45,7 +45,14 @@ where
 
         // phase 2 send to upstream
 
-        let mut req = session.req_header().clone();
+        // edgeward patch: the upstream request gets the parsed header, built
+        // with room for the fields a proxy adds, and the downstream session
+        // keeps the copy (same content): `HeaderMap::clone` keeps no spare
+        // capacity, so the first field added to the copy grew both its maps.
+        let mut req = {
+            let copy = session.req_header().clone();
+            std::mem::replace(session.req_header_mut(), copy)
+        };
         let authority_policy = AuthorityPolicy::from(session.downstream_session.is_custom());
         let downstream_had_host = req.headers.contains_key(http::header::HOST);
         req.set_version(Version::HTTP_11);

@@ -466,8 +466,15 @@ impl HttpSession {
     /// Similar to [`Self::read_response()`], read the response header and then return a copy of it.
     pub async fn read_resp_header_parts(&mut self) -> Result<Box<ResponseHeader>> {
         self.read_response().await?;
+        // edgeward patch: the caller gets the parsed header, built with room
+        // for the fields a proxy adds (ROOM_FOR_ADDED_FIELDS), and this
+        // session keeps the copy: `HeaderMap::clone` keeps no spare
+        // capacity, so each field the caller added to the copy grew both of
+        // its maps (about 600 instructions for the first one).
         // safe to unwrap because it is just read
-        Ok(Box::new(self.resp_header().unwrap().clone()))
+        let parsed = self.response_header.take().unwrap();
+        self.response_header = Some(Box::new((*parsed).clone()));
+        Ok(parsed)
     }
 
     /// Return a reference of the [`ResponseHeader`] if the response is read
