@@ -265,36 +265,39 @@ impl ShutdownSignalWatch for StopSignals {
 }
 
 /// How long after its deadline a stop may take before edgeward exits by
-/// itself (see `exit_if_still_running`).
+/// itself: Pingora joins each worker thread when it shuts the runtimes
+/// down, and a thread busy in a task that does not yield would hold the
+/// process forever.
 const STOP_MARGIN: Duration = Duration::from_secs(2);
 
-/// The end of a stop whatever the runtimes do: if the process is still
-/// there at `at` (Pingora's own stop returns from `Server::run`, and the
-/// process ends, well before in the normal case), stop the tenants'
-/// programs, flush the logs and exit. Pingora joins each worker thread when
-/// it shuts the runtimes down; a thread busy in a task that does not yield
-/// would hold the process forever.
+/// Stop the tenants' programs (within `programs`; `force`: SIGKILL at the
+/// end), flush the logs and exit.
+fn stop_programs_and_exit(programs: Duration, force: bool) -> ! {
+    crate::supervisor::SUPERVISOR.shutdown(programs, force);
+    crate::logs::flush(Duration::from_secs(2));
+    std::process::exit(0)
+}
+
+/// The end of a stop whatever the runtimes do (see `STOP_MARGIN`), if the
+/// process is still there at `at`: Pingora's own stop returns from
+/// `Server::run`, and the process ends, well before in the normal case.
 fn exit_if_still_running(at: Instant) {
     let _ = std::thread::Builder::new()
         .name("edgeward-stop".into())
         .spawn(move || {
             std::thread::sleep(at.saturating_duration_since(Instant::now()));
             warn!("the worker threads did not stop in time; exiting");
-            crate::supervisor::SUPERVISOR.shutdown(Duration::from_secs(1), true);
-            crate::logs::flush(Duration::from_secs(2));
-            std::process::exit(0);
+            stop_programs_and_exit(Duration::from_secs(1), true);
         });
 }
 
 /// Pingora waits the whole grace period even when nothing is left to do.
-/// Exit as soon as every in-flight request has finished (Pingora's own
-/// timer still ends the process at the deadline, and if it has not a little
-/// after it, `exit_if_still_running` does).
+/// Exit as soon as every in-flight request has finished. Pingora's own
+/// timer still ends the process at the deadline (its runtimes get one more
+/// second, `graceful_shutdown_timeout_seconds`); if it has not `STOP_MARGIN`
+/// after that, this thread does.
 fn drain_then_exit(grace: Duration) {
     let deadline = Instant::now() + grace;
-    // Pingora's stop after the grace period: its runtimes get one more
-    // second (`graceful_shutdown_timeout_seconds`).
-    exit_if_still_running(deadline + Duration::from_secs(1) + STOP_MARGIN);
     let _ = std::thread::Builder::new()
         .name("edgeward-drain".into())
         .spawn(move || {
@@ -303,13 +306,15 @@ fn drain_then_exit(grace: Duration) {
             std::thread::sleep(Duration::from_millis(50));
             while Instant::now() < deadline {
                 if InFlight::count() <= 0 {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    crate::supervisor::SUPERVISOR.shutdown(left.max(Duration::from_secs(1)), false);
-                    crate::logs::flush(Duration::from_secs(2));
                     info!("all requests finished; edgeward stopped");
-                    std::process::exit(0);
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    stop_programs_and_exit(left.max(Duration::from_secs(1)), false);
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
+            let last = deadline + Duration::from_secs(1) + STOP_MARGIN;
+            std::thread::sleep(last.saturating_duration_since(Instant::now()));
+            warn!("the worker threads did not stop in time; exiting");
+            stop_programs_and_exit(Duration::from_secs(1), true);
         });
 }
