@@ -88,6 +88,7 @@ impl Edgeward {
                 child: None,
             };
             ew.write_text(&template);
+            let admin = template.contains("{admin}");
             let log = std::fs::File::create(&ew.log_path).unwrap();
             let mut cmd = Command::new(binary());
             cmd.args(["run", "-c"])
@@ -101,7 +102,7 @@ impl Edgeward {
                 cmd.env(k, v);
             }
             ew.child = Some(cmd.spawn().expect("spawn edgeward"));
-            match ew.wait_ready().await {
+            match ew.wait_ready(admin).await {
                 Ok(()) => return ew,
                 Err(log) if log.contains("Address already in use") => {
                     dir = ew.take_dir();
@@ -121,12 +122,21 @@ impl Edgeward {
         std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
     }
 
-    /// Polls (every 10 ms, up to DEADLINE) until the process listens.
-    async fn wait_ready(&mut self) -> Result<(), String> {
+    /// Polls (every 10 ms, up to DEADLINE) until the process listens, on
+    /// the admin port too when `admin`.
+    async fn wait_ready(&mut self, admin: bool) -> Result<(), String> {
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 return Err(format!("exited with {status}\n{}", self.log()));
+            }
+            // The admin listener is a service of its own: when its port was
+            // taken between edgeward's check and Pingora's bind (e.g. as the
+            // local port of another test's connection), Pingora logs it and
+            // serves without it.
+            let log = self.log();
+            if log.contains("Failed to build listeners") {
+                return Err(log);
             }
             // Listening, and the listener is edgeward's: a port picked by
             // `free_port` may have been taken meanwhile by another test's
@@ -134,6 +144,7 @@ impl Edgeward {
             // gives up with "Address already in use").
             if TcpStream::connect(("127.0.0.1", self.port)).await.is_ok()
                 && listens_on(self.pid(), self.port)
+                && (!admin || listens_on(self.pid(), self.admin_port))
             {
                 return Ok(());
             }
