@@ -1544,15 +1544,22 @@ where
     <SV as ProxyHttp>::CTX: Send + Sync,
     C: custom::Connector,
 {
-    /// Not inlined, so that the future is returned through a pointer to
-    /// its final place (the box) rather than a stack copy.
+    /// Not inlined: the future's first state (only the arguments) is built
+    /// here and written straight into its box. Built in the caller and
+    /// moved into the box, its whole size (about 9 KiB) was copied: with
+    /// fat LTO the box pointer, which comes from the global allocator, is
+    /// not known to be dereferenceable there, so the copy stayed.
     #[inline(never)]
     fn process_new_http_future<'a>(
         self: &'a Arc<Self>,
         session: HttpSession,
         shutdown: &'a ShutdownWatch,
-    ) -> impl Future<Output = Option<ReusedHttpStream>> + Send + 'a {
-        self.process_new_http_inner(session, shutdown)
+    ) -> std::pin::Pin<Box<impl Future<Output = Option<ReusedHttpStream>> + Send + 'a>> {
+        let slot = Box::new_uninit();
+        Box::into_pin(Box::write(
+            slot,
+            self.process_new_http_inner(session, shutdown),
+        ))
     }
 
     async fn process_new_http_inner(
@@ -1613,12 +1620,7 @@ where
         // directly in its box instead of on the stack and then moved into
         // the box `async_trait` makes of this method's future (a 10 KiB
         // memcpy per request); this future now only holds that box.
-        let slot = Box::new_uninit();
-        Box::into_pin(Box::write(
-            slot,
-            self.process_new_http_future(session, shutdown),
-        ))
-        .await
+        self.process_new_http_future(session, shutdown).await
     }
 
     async fn http_cleanup(&self) {
