@@ -21,13 +21,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{SignalKind, signal};
 
-/// Write buffer of a client connection. Pingora's default (1460 bytes) sends
-/// a response's header and its body in two `send` calls; with 16 KiB a
-/// response of up to ~15 KiB leaves in one (nginx uses one `writev`), +8 %
-/// cache hits of 10 KiB objects. Only bodies of known length are buffered
-/// (flushed when complete, or when 16 KiB are waiting); chunked and
-/// close-delimited bodies are flushed at every write.
-const CLIENT_WRITE_BUFFER: usize = 16 * 1024;
+/// Write buffer of a client connection. Writes that fit are copied into it;
+/// one that does not leaves together with what is buffered in one `writev`
+/// (vendored pingora-core's `WriteBuffer`), as nginx sends a header and its
+/// body. So a response's header and a body larger than this leave in one
+/// system call without the body being copied, and small responses leave in
+/// one `send` when complete. Pingora's default, 1460 bytes, would write a
+/// large header of a small response apart. Only bodies of known length are
+/// buffered (flushed when complete); chunked and close-delimited bodies are
+/// flushed at every write.
+const CLIENT_WRITE_BUFFER: usize = 4 * 1024;
 
 /// Whether `addr` can be bound (as Pingora will, with `SO_REUSEADDR`). Bound
 /// only, never listening: a listening socket closed again would reset the

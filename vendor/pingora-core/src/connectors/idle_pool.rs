@@ -75,7 +75,12 @@ impl IdlePool {
     /// The most recently released stream for `key` whose idle timeout has
     /// not passed. Expired ones met on the way are returned in `expired`
     /// for the caller to drop outside the lock.
-    pub(crate) fn take(&self, key: u64, now: Instant, expired: &mut Vec<Departed>) -> Option<Stream> {
+    pub(crate) fn take(
+        &self,
+        key: u64,
+        now: Instant,
+        expired: &mut Vec<Departed>,
+    ) -> Option<Stream> {
         let mut inner = self.inner.lock();
         let inner = &mut *inner;
         let list = inner.by_key.get_mut(&key)?;
@@ -230,7 +235,6 @@ impl IdlePool {
 mod tests {
     use super::*;
     use crate::protocols::l4::stream::Stream as L4Stream;
-    use crate::protocols::UniqueID;
     use tokio::net::{TcpListener, TcpStream};
 
     /// A connected stream (its server side is kept open in `keep`).
@@ -248,7 +252,11 @@ mod tests {
         let mut keep = Vec::new();
         let pool = IdlePool::new(8);
         let now = Instant::now();
-        let (a, b, c) = (stream(&mut keep).await, stream(&mut keep).await, stream(&mut keep).await);
+        let (a, b, c) = (
+            stream(&mut keep).await,
+            stream(&mut keep).await,
+            stream(&mut keep).await,
+        );
         let (ida, idb, idc) = (a.id(), b.id(), c.id());
         assert!(pool.put(1, a, None, now).is_empty());
         assert!(pool.put(1, b, None, now).is_empty());
@@ -268,7 +276,11 @@ mod tests {
         let mut keep = Vec::new();
         let pool = IdlePool::new(2);
         let now = Instant::now();
-        let (a, b, c) = (stream(&mut keep).await, stream(&mut keep).await, stream(&mut keep).await);
+        let (a, b, c) = (
+            stream(&mut keep).await,
+            stream(&mut keep).await,
+            stream(&mut keep).await,
+        );
         let (ida, idb, idc) = (a.id(), b.id(), c.id());
         assert!(pool.put(1, a, None, now).is_empty());
         assert!(pool.put(2, b, None, now).is_empty());
@@ -288,7 +300,11 @@ mod tests {
         let mut keep = Vec::new();
         let pool = IdlePool::new(8);
         let now = Instant::now();
-        let (a, b, c) = (stream(&mut keep).await, stream(&mut keep).await, stream(&mut keep).await);
+        let (a, b, c) = (
+            stream(&mut keep).await,
+            stream(&mut keep).await,
+            stream(&mut keep).await,
+        );
         let idc = c.id();
         pool.put(1, a, Some(Duration::from_secs(60)), now);
         pool.put(1, b, Some(Duration::from_secs(1)), now);

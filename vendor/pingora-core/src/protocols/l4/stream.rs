@@ -27,11 +27,11 @@ use std::os::unix::io::AsRawFd;
 use std::os::windows::io::AsRawSocket;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 #[cfg(target_os = "linux")]
 use tokio::io::Interest;
-use tokio::io::{self, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter, ReadBuf};
+use tokio::io::{self, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
 use tokio::net::TcpStream;
 #[cfg(unix)]
 use tokio::net::UnixStream;
@@ -418,22 +418,174 @@ impl L4BufferSettings {
     }
 }
 
+/// edgeward patch: the write buffer of a [`Stream`], in place of tokio's
+/// `BufWriter`, with one difference. A write that does not fit beside the bytes
+/// already buffered leaves together with them in one vectored write (`writev`),
+/// instead of a write of the buffer and then a second one of the new bytes. A
+/// response's header, buffered, and a body larger than the buffer then leave in
+/// one system call, and the body is not copied. Otherwise as `BufWriter`: writes
+/// that fit are copied into the buffer, a write at least as large as the buffer
+/// goes straight to the stream when nothing is buffered, flush and shutdown send
+/// the buffer first, and a zero capacity writes straight through.
+#[derive(Debug)]
+struct WriteBuffer<W> {
+    inner: W,
+    buf: Vec<u8>,
+    /// The bytes at the front of `buf` already written to `inner`.
+    written: usize,
+    capacity: usize,
+}
+
+impl<W: AsyncWrite + Unpin> WriteBuffer<W> {
+    fn with_capacity(capacity: usize, inner: W) -> Self {
+        WriteBuffer {
+            inner,
+            buf: Vec::with_capacity(capacity),
+            written: 0,
+            capacity,
+        }
+    }
+
+    fn get_ref(&self) -> &W {
+        &self.inner
+    }
+
+    fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+
+    /// Return the stream. Anything still buffered is lost.
+    fn into_inner(self) -> W {
+        self.inner
+    }
+
+    fn pending(&self) -> usize {
+        self.buf.len() - self.written
+    }
+
+    /// `n` more buffered bytes were written.
+    fn consume(&mut self, n: usize) {
+        self.written += n;
+        if self.written >= self.buf.len() {
+            self.buf.clear();
+            self.written = 0;
+        }
+    }
+
+    fn poll_write_buffered(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.pending() > 0 {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.buf[self.written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "failed to write the buffered data",
+                )));
+            }
+            self.consume(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for WriteBuffer<W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if this.pending() + buf.len() > this.capacity {
+            // The buffered bytes and these, in one vectored write.
+            while this.pending() > 0 {
+                let pending = this.pending();
+                let bufs = [
+                    std::io::IoSlice::new(&this.buf[this.written..]),
+                    std::io::IoSlice::new(buf),
+                ];
+                let n = ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, &bufs))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "failed to write the buffered data",
+                    )));
+                }
+                this.consume(n.min(pending));
+                if n > pending {
+                    return Poll::Ready(Ok(n - pending));
+                }
+            }
+        }
+        if buf.len() >= this.capacity {
+            Pin::new(&mut this.inner).poll_write(cx, buf)
+        } else {
+            this.buf.extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let total = bufs
+            .iter()
+            .fold(0usize, |acc, b| acc.saturating_add(b.len()));
+        if this.pending() + total > this.capacity {
+            ready!(this.poll_write_buffered(cx))?;
+        }
+        if total >= this.capacity {
+            Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+        } else {
+            for b in bufs {
+                this.buf.extend_from_slice(b);
+            }
+            Poll::Ready(Ok(total))
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_write_buffered(cx))?;
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_write_buffered(cx))?;
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl<W: AsyncRead + Unpin> AsyncRead for WriteBuffer<W> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
 /// The L4 buffers in front of a [`RawStreamWrapper`]: a read buffer over a write
 /// buffer, the same layering as tokio's [`BufStream`](tokio::io::BufStream).
 ///
 /// A zero read capacity leaves the read buffer out, because [`BufReader`] panics on
 /// a zero capacity. Reads then go straight to the raw stream, as they did through
-/// an empty `BufReader`. [`BufWriter`] accepts a zero capacity and writes straight
+/// an empty `BufReader`. [`WriteBuffer`] accepts a zero capacity and writes straight
 /// through.
 #[derive(Debug)]
 enum BufferedStream {
-    UnbufferedRead(BufWriter<RawStreamWrapper>),
-    BufferedRead(BufReader<BufWriter<RawStreamWrapper>>),
+    UnbufferedRead(WriteBuffer<RawStreamWrapper>),
+    BufferedRead(BufReader<WriteBuffer<RawStreamWrapper>>),
 }
 
 impl BufferedStream {
     fn with_capacity(read: usize, write: usize, stream: RawStreamWrapper) -> Self {
-        let writer = BufWriter::with_capacity(write, stream);
+        let writer = WriteBuffer::with_capacity(write, stream);
         if read == 0 {
             BufferedStream::UnbufferedRead(writer)
         } else {
@@ -441,14 +593,14 @@ impl BufferedStream {
         }
     }
 
-    fn writer(&self) -> &BufWriter<RawStreamWrapper> {
+    fn writer(&self) -> &WriteBuffer<RawStreamWrapper> {
         match self {
             BufferedStream::UnbufferedRead(writer) => writer,
             BufferedStream::BufferedRead(reader) => reader.get_ref(),
         }
     }
 
-    fn writer_mut(&mut self) -> &mut BufWriter<RawStreamWrapper> {
+    fn writer_mut(&mut self) -> &mut WriteBuffer<RawStreamWrapper> {
         match self {
             BufferedStream::UnbufferedRead(writer) => writer,
             BufferedStream::BufferedRead(reader) => reader.get_mut(),
@@ -978,6 +1130,147 @@ mod tests {
     use tokio::io::AsyncWriteExt;
     use tokio::net::TcpListener;
     use tokio::sync::Notify;
+
+    // edgeward patch: tests of `WriteBuffer`.
+
+    /// Records each write call; accepts at most `limit` bytes per call and
+    /// answers `Pending` (waking at once) every other call when `stall`.
+    #[derive(Default)]
+    struct Recorder {
+        writes: Vec<Vec<u8>>,
+        limit: usize,
+        stall: bool,
+        stalled: bool,
+    }
+
+    impl Recorder {
+        fn new(limit: usize, stall: bool) -> Self {
+            Recorder {
+                limit,
+                stall,
+                ..Default::default()
+            }
+        }
+
+        fn all(&self) -> Vec<u8> {
+            self.writes.concat()
+        }
+
+        fn poll_take(&mut self, cx: &mut Context<'_>, bufs: &[&[u8]]) -> Poll<io::Result<usize>> {
+            if self.stall && !self.stalled {
+                self.stalled = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            self.stalled = false;
+            let mut taken = Vec::new();
+            for b in bufs {
+                let room = self.limit - taken.len();
+                taken.extend_from_slice(&b[..b.len().min(room)]);
+            }
+            let n = taken.len();
+            self.writes.push(taken);
+            Poll::Ready(Ok(n))
+        }
+    }
+
+    impl AsyncWrite for Recorder {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.poll_take(cx, &[buf])
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[std::io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let bufs: Vec<&[u8]> = bufs.iter().map(|b| &b[..]).collect();
+            self.poll_take(cx, &bufs)
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn body(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8).collect()
+    }
+
+    #[tokio::test]
+    async fn write_buffer_sends_an_overflowing_write_with_the_buffered_bytes() {
+        let mut w = WriteBuffer::with_capacity(64, Recorder::new(usize::MAX, false));
+        w.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+        assert!(
+            w.get_ref().writes.is_empty(),
+            "a write that fits is buffered"
+        );
+        let payload = body(1000);
+        w.write_all(&payload).await.unwrap();
+        w.flush().await.unwrap();
+        let r = w.into_inner();
+        assert_eq!(r.writes.len(), 1, "header and body in one write");
+        assert_eq!(
+            r.all(),
+            [&b"HTTP/1.1 200 OK\r\n\r\n"[..], &payload].concat()
+        );
+    }
+
+    #[tokio::test]
+    async fn write_buffer_keeps_order_through_short_and_pending_writes() {
+        for limit in [1, 3, 7, 22, 23, 24, 100] {
+            for stall in [false, true] {
+                let mut w = WriteBuffer::with_capacity(32, Recorder::new(limit, stall));
+                let mut expected = Vec::new();
+                for len in [22, 5, 40, 1, 31, 32, 0, 200, 3] {
+                    let part = body(len + 1)[1..].to_vec();
+                    w.write_all(&part).await.unwrap();
+                    expected.extend_from_slice(&part);
+                }
+                w.flush().await.unwrap();
+                let r = w.into_inner();
+                assert_eq!(r.all(), expected, "limit {limit}, stall {stall}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn write_buffer_holds_small_writes_until_flush_and_zero_capacity_writes_through() {
+        let mut w = WriteBuffer::with_capacity(16, Recorder::new(usize::MAX, false));
+        w.write_all(b"hello").await.unwrap();
+        w.write_all(b" world").await.unwrap();
+        assert!(w.get_ref().writes.is_empty());
+        w.flush().await.unwrap();
+        assert_eq!(w.get_ref().writes, vec![b"hello world".to_vec()]);
+
+        let mut w = WriteBuffer::with_capacity(0, Recorder::new(usize::MAX, false));
+        w.write_all(b"ab").await.unwrap();
+        w.write_all(b"cd").await.unwrap();
+        assert_eq!(w.get_ref().writes, vec![b"ab".to_vec(), b"cd".to_vec()]);
+    }
+
+    #[tokio::test]
+    async fn write_buffer_vectored_writes_and_shutdown_send_everything() {
+        let mut w = WriteBuffer::with_capacity(8, Recorder::new(5, true));
+        w.write_all(b"abc").await.unwrap();
+        let mut chain = bytes::Buf::chain(&b"defgh"[..], &b"ijklmnop"[..]);
+        w.write_all_buf(&mut chain).await.unwrap();
+        w.write_all(b"q").await.unwrap();
+        w.shutdown().await.unwrap();
+        assert_eq!(w.get_ref().all(), b"abcdefghijklmnopq".to_vec());
+    }
 
     #[cfg(target_os = "linux")]
     #[tokio::test]
