@@ -1,7 +1,7 @@
 //! The reference point of `bench/cost.sh` and `bench/proxy.sh`: the smallest
 //! Pingora reverse proxy, only `upstream_peer` (every request to one origin,
 //! over Pingora's upstream connection pool). It is built like edgeward
-//! (mimalloc through edgeward::alloc, the same listener settings: h2c, 16 KiB client write buffer,
+//! (mimalloc through edgeward::alloc, the same listener settings: h2c, 4 KiB client write buffer,
 //! no downstream modules), so edgeward minus this is the cost of edgeward's
 //! own hooks, and this minus `pingora-static` the cost of Pingora's upstream
 //! side.
@@ -67,7 +67,7 @@ fn main() {
         app.server_options = Some(opts);
     }
     service.add_listener(
-        ListenerConfig::tcp(&args[0]).l4_buffer(L4BufferSettings::default().write(16 * 1024)),
+        ListenerConfig::tcp(&args[0]).l4_buffer(L4BufferSettings::default().write(4 * 1024)),
     );
     server.add_service(service);
     server.run_forever();

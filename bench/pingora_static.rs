@@ -4,7 +4,7 @@
 //! built at start-up (the headers of a cache hit, N KiB of `x`), so it pays
 //! only Pingora's own per-request work: HTTP/1 parsing, the session, the
 //! response header serialisation and the socket. Built like edgeward: the
-//! same allocator (mimalloc through edgeward::alloc) and listener settings (h2c, 16 KiB client write
+//! same allocator (mimalloc through edgeward::alloc) and listener settings (h2c, 4 KiB client write
 //! buffer, no downstream modules).
 //!
 //! Usage: pingora-static ADDR THREADS SIZE_KIB...
@@ -109,7 +109,7 @@ fn main() {
         app.server_options = Some(opts);
     }
     service.add_listener(
-        ListenerConfig::tcp(&addr).l4_buffer(L4BufferSettings::default().write(16 * 1024)),
+        ListenerConfig::tcp(&addr).l4_buffer(L4BufferSettings::default().write(4 * 1024)),
     );
     server.add_service(service);
     server.run_forever();

@@ -274,7 +274,7 @@ for c in "${CONNS[@]}"; do
     echo "$row"
 done
 echo
-echo "pingora-proxy-min: bench/pingora_proxy_min.rs, Pingora with only upstream_peer, built like edgeward (mimalloc through edgeward::alloc, no work stealing, h2c, 16 KiB write buffer). pingap: Pingap (${PINGAP:-not measured}; 0.13.1 from \`cargo install pingap --version 0.13.1 --locked\`), threads=$THREADS, work_stealing=$PINGAP_STEAL, no access log, same origin."
+echo "pingora-proxy-min: bench/pingora_proxy_min.rs, Pingora with only upstream_peer, built like edgeward (mimalloc through edgeward::alloc, no work stealing, h2c, 4 KiB write buffer). pingap: Pingap (${PINGAP:-not measured}; 0.13.1 from \`cargo install pingap --version 0.13.1 --locked\`), threads=$THREADS, work_stealing=$PINGAP_STEAL, no access log, same origin."
 echo
 
 SUCCESS=1
