@@ -244,7 +244,10 @@ async fn plain_and_directive_hits_agree(storage: Storage) {
             "edgeward; fwd=miss; stored, origin; fwd=uri-miss"
         );
         for method in ["GET", "HEAD"] {
-            let plain = w.req(method, "blog.test", path, &[]).await;
+            let id = format!("plain-{method}-{status}");
+            let plain = w
+                .req(method, "blog.test", path, &[("x-request-id", id.as_str())])
+                .await;
             let full = w
                 .req(
                     method,
@@ -279,7 +282,9 @@ async fn plain_and_directive_hits_agree(storage: Storage) {
                 a.zip(b).is_some_and(|(a, b)| a.abs_diff(b) <= 1),
                 "{method} {path}: Age {a:?} / {b:?}"
             );
-            assert!(plain.header("x-request-id").is_some());
+            // Each answer carries its own request id.
+            assert_eq!(plain.header("x-request-id"), Some(id.as_str()));
+            assert!(full.header("x-request-id").is_some_and(|f| f != id));
         }
     }
     assert_eq!(w.origin.hits("/same"), 1);
