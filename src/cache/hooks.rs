@@ -396,10 +396,10 @@ pub(crate) async fn response_filter(
     Ok(())
 }
 
-/// Put ours first in an upstream's Cache-Status list.
 /// `Cache-Status` (RFC 9211), as a name: inserting by `&str` parses it again.
 static CACHE_STATUS: http::HeaderName = http::HeaderName::from_static("cache-status");
 
+/// Put ours first in an upstream's Cache-Status list.
 fn set_cache_status(resp: &mut ResponseHeader, ours: &str) -> Result<()> {
     let theirs: Vec<String> = resp
         .headers
