@@ -287,11 +287,14 @@ fn stop_programs_and_exit(programs: Duration, force: bool) -> ! {
 fn exit_if_still_running(at: Instant) {
     let _ = std::thread::Builder::new()
         .name("edgeward-stop".into())
-        .spawn(move || {
-            std::thread::sleep(at.saturating_duration_since(Instant::now()));
-            warn!("the worker threads did not stop in time; exiting");
-            stop_programs_and_exit(Duration::from_secs(1), true);
-        });
+        .spawn(move || exit_at(at));
+}
+
+/// Sleeps until `at`, then ends the process: the worker threads did not stop.
+fn exit_at(at: Instant) -> ! {
+    std::thread::sleep(at.saturating_duration_since(Instant::now()));
+    warn!("the worker threads did not stop in time; exiting");
+    stop_programs_and_exit(Duration::from_secs(1), true)
 }
 
 /// Pingora waits the whole grace period even when nothing is left to do.
@@ -315,9 +318,6 @@ fn drain_then_exit(grace: Duration) {
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
-            let last = deadline + Duration::from_secs(1) + STOP_MARGIN;
-            std::thread::sleep(last.saturating_duration_since(Instant::now()));
-            warn!("the worker threads did not stop in time; exiting");
-            stop_programs_and_exit(Duration::from_secs(1), true);
+            exit_at(deadline + Duration::from_secs(1) + STOP_MARGIN);
         });
 }
