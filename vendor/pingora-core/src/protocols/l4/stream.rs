@@ -472,18 +472,38 @@ impl<W: AsyncWrite + Unpin> WriteBuffer<W> {
         }
     }
 
-    fn poll_write_buffered(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// Writes the buffered bytes, each write followed (in the same vectored
+    /// write) by `then` when it is not empty. Ready once the buffer is empty,
+    /// with the number of bytes of `then` the stream took along (0 if none).
+    fn poll_write_buffered(
+        &mut self,
+        cx: &mut Context<'_>,
+        then: &[u8],
+    ) -> Poll<io::Result<usize>> {
         while self.pending() > 0 {
-            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.buf[self.written..]))?;
+            let pending = self.pending();
+            let inner = Pin::new(&mut self.inner);
+            let n = if then.is_empty() {
+                ready!(inner.poll_write(cx, &self.buf[self.written..]))?
+            } else {
+                let bufs = [
+                    std::io::IoSlice::new(&self.buf[self.written..]),
+                    std::io::IoSlice::new(then),
+                ];
+                ready!(inner.poll_write_vectored(cx, &bufs))?
+            };
             if n == 0 {
                 return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::WriteZero,
                     "failed to write the buffered data",
                 )));
             }
-            self.consume(n);
+            self.consume(n.min(pending));
+            if n > pending {
+                return Poll::Ready(Ok(n - pending));
+            }
         }
-        Poll::Ready(Ok(()))
+        Poll::Ready(Ok(0))
     }
 }
 
@@ -496,23 +516,9 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for WriteBuffer<W> {
         let this = &mut *self;
         if this.pending() + buf.len() > this.capacity {
             // The buffered bytes and these, in one vectored write.
-            while this.pending() > 0 {
-                let pending = this.pending();
-                let bufs = [
-                    std::io::IoSlice::new(&this.buf[this.written..]),
-                    std::io::IoSlice::new(buf),
-                ];
-                let n = ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, &bufs))?;
-                if n == 0 {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::WriteZero,
-                        "failed to write the buffered data",
-                    )));
-                }
-                this.consume(n.min(pending));
-                if n > pending {
-                    return Poll::Ready(Ok(n - pending));
-                }
+            let n = ready!(this.poll_write_buffered(cx, buf))?;
+            if n > 0 {
+                return Poll::Ready(Ok(n));
             }
         }
         if buf.len() >= this.capacity {
@@ -533,7 +539,7 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for WriteBuffer<W> {
             .iter()
             .fold(0usize, |acc, b| acc.saturating_add(b.len()));
         if this.pending() + total > this.capacity {
-            ready!(this.poll_write_buffered(cx))?;
+            ready!(this.poll_write_buffered(cx, &[]))?;
         }
         if total >= this.capacity {
             Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
@@ -550,12 +556,12 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for WriteBuffer<W> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        ready!(self.poll_write_buffered(cx))?;
+        ready!(self.poll_write_buffered(cx, &[]))?;
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        ready!(self.poll_write_buffered(cx))?;
+        ready!(self.poll_write_buffered(cx, &[]))?;
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
