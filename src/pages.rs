@@ -137,12 +137,12 @@ fn header(
     extra: &[(&'static str, String)],
 ) -> Result<ResponseHeader> {
     let mut resp = ResponseHeader::build(status, Some(5 + extra.len()))?;
-    resp.insert_header("content-type", content_type)?;
+    resp.insert_header(http::header::CONTENT_TYPE, content_type)?;
     for (k, v) in extra {
         resp.insert_header(*k, v)?;
     }
-    resp.insert_header("content-length", len.to_string())?;
-    resp.insert_header("cache-control", "no-store")?;
+    resp.insert_header(http::header::CONTENT_LENGTH, len.to_string())?;
+    resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
     resp.insert_header(&crate::request_id::NAME, request_id)?;
     Ok(resp)
 }

@@ -153,8 +153,11 @@ impl ProxyHttp for EdgeProxy {
             .as_downstream()
             .had_content_length_with_transfer_encoding();
         let req = session.req_header();
-        ctx.request_id =
-            request_id::for_request(req.headers.get(&request_id::NAME).map(|v| v.as_bytes()));
+        ctx.request_id = request_id::for_request(
+            req.headers
+                .get(request_id::NAME.name())
+                .map(|v| v.as_bytes()),
+        );
         let peer = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -410,7 +413,7 @@ impl ProxyHttp for EdgeProxy {
     ) -> Result<()> {
         // X-Forwarded-For: append the socket peer to what the client sent.
         if let Some(peer) = ctx.peer_ip {
-            let sent = req.headers.get_all(&request::X_FORWARDED_FOR);
+            let sent = req.headers.get_all(request::X_FORWARDED_FOR.name());
             let xff = request::forwarded_for(sent.iter().map(|v| v.as_bytes()), peer);
             req.insert_header(&request::X_FORWARDED_FOR, xff)?;
         }

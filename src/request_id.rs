@@ -5,8 +5,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub(crate) const HEADER: &str = "x-request-id";
-/// `HEADER` as a header name: looking it up by `&str` parses it every time.
-pub(crate) static NAME: http::HeaderName = http::HeaderName::from_static(HEADER);
+/// `HEADER` as written on the wire; `.name()` for lookups (looking it up by
+/// `&str` parses it every time).
+pub(crate) static NAME: pingora::http::TitledHeaderName =
+    pingora::http::TitledHeaderName::new("X-Request-Id", HEADER);
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 static PREFIX: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {

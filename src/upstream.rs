@@ -199,6 +199,10 @@ pub(crate) fn peer(u: &Upstream, program: Option<SocketAddr>) -> Result<Box<Http
     // or listed Content-Length, is a 502 and its connection is dropped
     // (vendor/README.md; docs/framing.md).
     peer.options.strict_h1_response_framing = true;
+    // Response header names are not kept in the upstream's case: written to
+    // the client in title case (`Content-Type`, `X-Powered-By`), as most
+    // servers spell them; each field then costs one header map, not two.
+    peer.options.drop_h1_response_header_case = true;
     Ok(Box::new(peer))
 }
 

@@ -156,6 +156,16 @@ async fn forwards_client_headers_and_request_id() {
         .expect("response carries x-request-id");
     assert_eq!(seen["x-request-id"], vec![id.to_string()]);
     assert_eq!(id.len(), 32);
+    // The fields edgeward writes are spelled as nginx spells them, whatever
+    // case the client used (the upstream's raw bytes).
+    let wire = String::from_utf8_lossy(&w.a.received()).into_owned();
+    for field in [
+        "\r\nX-Forwarded-For: 203.0.113.9, 127.0.0.1\r\n".to_string(),
+        "\r\nX-Forwarded-Proto: http\r\n".to_string(),
+        format!("\r\nX-Request-Id: {id}\r\n"),
+    ] {
+        assert!(wire.contains(&field), "{field:?} not in {wire:?}");
+    }
 
     // A well-formed incoming id is kept; a malformed one is replaced.
     let r = request(

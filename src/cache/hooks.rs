@@ -396,14 +396,15 @@ pub(crate) async fn response_filter(
     Ok(())
 }
 
-/// `Cache-Status` (RFC 9211), as a name: inserting by `&str` parses it again.
-static CACHE_STATUS: http::HeaderName = http::HeaderName::from_static("cache-status");
+/// `Cache-Status` (RFC 9211), as written; inserting by `&str` parses it again.
+static CACHE_STATUS: pingora::http::TitledHeaderName =
+    pingora::http::TitledHeaderName::new("Cache-Status", "cache-status");
 
 /// Put ours first in an upstream's Cache-Status list.
 fn set_cache_status(resp: &mut ResponseHeader, ours: &str) -> Result<()> {
     let theirs: Vec<String> = resp
         .headers
-        .get_all(&CACHE_STATUS)
+        .get_all(CACHE_STATUS.name())
         .iter()
         .filter_map(|v| v.to_str().ok())
         .filter(|v| !v.starts_with("edgeward"))

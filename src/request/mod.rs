@@ -9,13 +9,15 @@ mod host;
 
 pub(crate) use checks::{Malformed, ambiguous_framing, malformed};
 pub(crate) use forwarded::{client_ip, forwarded_for};
+use pingora::http::TitledHeaderName;
 
-/// `X-Forwarded-For` as a header name (a `&str` lookup parses the name each time).
-pub(crate) static X_FORWARDED_FOR: http::HeaderName =
-    http::HeaderName::from_static("x-forwarded-for");
-/// `X-Forwarded-Proto` as a header name.
-pub(crate) static X_FORWARDED_PROTO: http::HeaderName =
-    http::HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-For`, as written upstream; `.name()` for lookups (a `&str`
+/// lookup parses the name each time).
+pub(crate) static X_FORWARDED_FOR: TitledHeaderName =
+    TitledHeaderName::new("X-Forwarded-For", "x-forwarded-for");
+/// `X-Forwarded-Proto`, as written upstream.
+pub(crate) static X_FORWARDED_PROTO: TitledHeaderName =
+    TitledHeaderName::new("X-Forwarded-Proto", "x-forwarded-proto");
 pub(crate) use host::{normalize_host, request_host};
 
 use crate::config::Cidr;
@@ -50,7 +52,7 @@ pub(crate) fn front(
         Vec::new()
     } else {
         req.headers
-            .get_all(&X_FORWARDED_FOR)
+            .get_all(X_FORWARDED_FOR.name())
             .iter()
             .map(|v| v.as_bytes())
             .collect()

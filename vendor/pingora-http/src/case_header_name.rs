@@ -54,6 +54,17 @@ pub trait IntoCaseHeaderName {
             .or_err(InvalidHTTPHeader, "invalid header name")?;
         Ok((case_header_name, header_name))
     }
+
+    /// The [HeaderName] alone, for a header that keeps no case.
+    // edgeward patch: a header without a case map had the case-preserving
+    // name built for nothing (an allocation for a name that is not one of
+    // the standard ones); the default is the same as before.
+    fn into_header_name(self) -> Result<HeaderName>
+    where
+        Self: Sized,
+    {
+        self.into_case_and_header_name().map(|(_, name)| name)
+    }
 }
 
 impl IntoCaseHeaderName for CaseHeaderName {
@@ -83,6 +94,11 @@ impl IntoCaseHeaderName for HeaderName {
     fn into_case_and_header_name(self) -> Result<(CaseHeaderName, HeaderName)> {
         Ok((CaseHeaderName(titled_header_name(&self)), self))
     }
+
+    // edgeward patch: see the trait.
+    fn into_header_name(self) -> Result<HeaderName> {
+        Ok(self)
+    }
 }
 
 impl IntoCaseHeaderName for &HeaderName {
@@ -93,6 +109,66 @@ impl IntoCaseHeaderName for &HeaderName {
     // edgeward patch: already parsed (see the trait).
     fn into_case_and_header_name(self) -> Result<(CaseHeaderName, HeaderName)> {
         Ok((CaseHeaderName(titled_header_name(self)), self.clone()))
+    }
+
+    // edgeward patch: see the trait.
+    fn into_header_name(self) -> Result<HeaderName> {
+        Ok(self.clone())
+    }
+}
+
+/// A header name known when the program is built, with the case it is
+/// written in on the wire: `TitledHeaderName::new("X-Request-Id",
+/// "x-request-id")`, in a `static`.
+// edgeward patch: inserting a name that is not one of the standard ones
+// copied its bytes into a fresh allocation for the case map on every insert
+// (about 250 instructions), and wrote it in lowercase; this one costs no
+// allocation and no parse, and keeps the given case.
+#[derive(Debug, Clone)]
+pub struct TitledHeaderName {
+    case: CaseHeaderName,
+    name: HeaderName,
+}
+
+impl TitledHeaderName {
+    /// `case` is the name as written on the wire, `lowercase` the same name
+    /// in lowercase. Both are checked when it is built: a `const` or
+    /// `static` that breaks this does not compile (`HeaderName::from_static`
+    /// checks `lowercase`, this checks that `case` is the same name).
+    pub const fn new(case: &'static str, lowercase: &'static str) -> Self {
+        let (a, b) = (case.as_bytes(), lowercase.as_bytes());
+        assert!(a.len() == b.len(), "TitledHeaderName: not the same name");
+        let mut i = 0;
+        while i < a.len() {
+            assert!(
+                a[i].to_ascii_lowercase() == b[i],
+                "TitledHeaderName: not the same name"
+            );
+            i += 1;
+        }
+        TitledHeaderName {
+            case: CaseHeaderName(Bytes::from_static(a)),
+            name: HeaderName::from_static(lowercase),
+        }
+    }
+
+    /// The name, for lookups.
+    pub fn name(&self) -> &HeaderName {
+        &self.name
+    }
+}
+
+impl IntoCaseHeaderName for &TitledHeaderName {
+    fn into_case_header_name(self) -> CaseHeaderName {
+        self.case.clone()
+    }
+
+    fn into_case_and_header_name(self) -> Result<(CaseHeaderName, HeaderName)> {
+        Ok((self.case.clone(), self.name.clone()))
+    }
+
+    fn into_header_name(self) -> Result<HeaderName> {
+        Ok(self.name.clone())
     }
 }
 

@@ -556,6 +556,11 @@ pub struct PeerOptions {
     /// proxy answers 502 and the connection is not reused), instead of dropping the
     /// Content-Length or merging identical values. Default false.
     pub strict_h1_response_framing: bool,
+    /// edgeward patch: parse HTTP/1 responses without keeping the case of their
+    /// header names (no case map: each field goes into one header map instead of
+    /// two). Written out again, the names are in title case (`Content-Type`,
+    /// `X-Powered-By`). Default false.
+    pub drop_h1_response_header_case: bool,
     /// Controls automatically forwarded request headers sent to HTTP upstreams.
     pub http_upstream_request_policy: HttpUpstreamRequestPolicy,
     pub extra_proxy_headers: BTreeMap<String, Vec<u8>>,
@@ -617,6 +622,7 @@ impl PeerOptions {
             allow_h1_response_invalid_content_length: false,
             // edgeward patch: see the field.
             strict_h1_response_framing: false,
+            drop_h1_response_header_case: false,
             http_upstream_request_policy: HttpUpstreamRequestPolicy::default(),
             extra_proxy_headers: BTreeMap::new(),
             curves: None,

@@ -69,6 +69,8 @@ pub struct HttpSession {
     allow_h1_response_invalid_content_length: bool,
     /// edgeward patch: see `PeerOptions::strict_h1_response_framing`.
     pub(crate) strict_h1_response_framing: bool,
+    /// edgeward patch: see `PeerOptions::drop_h1_response_header_case`.
+    pub(crate) drop_h1_response_header_case: bool,
 }
 
 /// HTTP 1.x client session
@@ -103,6 +105,7 @@ impl HttpSession {
             close_delimited_resp: false,
             allow_h1_response_invalid_content_length: false,
             strict_h1_response_framing: false,
+            drop_h1_response_header_case: false,
         }
     }
 
@@ -115,6 +118,7 @@ impl HttpSession {
             );
             // edgeward patch: see PeerOptions::strict_h1_response_framing.
             session.strict_h1_response_framing = options.strict_h1_response_framing;
+            session.drop_h1_response_header_case = options.drop_h1_response_header_case;
         }
         session
     }
@@ -301,12 +305,16 @@ impl HttpSession {
                         // while header_refs doesn't as it is still empty
                         let _num_headers = populate_headers(base, &mut header_refs, resp.headers);
 
-                        let mut response_header = match ResponseHeader::build(
-                            resp.code.unwrap(),
-                            // edgeward patch: room for added fields (see
-                            // ROOM_FOR_ADDED_FIELDS).
-                            Some(resp.headers.len() + super::common::ROOM_FOR_ADDED_FIELDS),
-                        ) {
+                        // edgeward patch: room for added fields (see
+                        // ROOM_FOR_ADDED_FIELDS), and no case map when the peer
+                        // asks for none (see drop_h1_response_header_case).
+                        let room = Some(resp.headers.len() + super::common::ROOM_FOR_ADDED_FIELDS);
+                        let built = if self.drop_h1_response_header_case {
+                            ResponseHeader::build_no_case(resp.code.unwrap(), room)
+                        } else {
+                            ResponseHeader::build(resp.code.unwrap(), room)
+                        };
+                        let mut response_header = match built {
                             Ok(header) => Box::new(header),
                             Err(e) => return self.fail_response_header_read(e),
                         };
@@ -470,10 +478,11 @@ impl HttpSession {
         // for the fields a proxy adds (ROOM_FOR_ADDED_FIELDS), and this
         // session keeps the copy: `HeaderMap::clone` keeps no spare
         // capacity, so each field the caller added to the copy grew both of
-        // its maps (about 600 instructions for the first one).
+        // its maps (about 600 instructions for the first one). The session's
+        // copy is only looked up (framing, keep-alive): it has no case map.
         // safe to unwrap because it is just read
         let parsed = self.response_header.take().unwrap();
-        self.response_header = Some(Box::new((*parsed).clone()));
+        self.response_header = Some(Box::new(parsed.clone_without_case()));
         Ok(parsed)
     }
 
@@ -659,7 +668,10 @@ impl HttpSession {
     /// it's behavior is different on different platforms.
     /// https://developer.mozilla.org/en-US/docs/Web/HTTP/Headers/Keep-Alive
     fn get_keepalive_values(&self) -> (Option<u64>, Option<usize>) {
-        let Some(keep_alive_header) = self.get_header("Keep-Alive") else {
+        // edgeward patch: looked up by a static name; a `&str` is parsed
+        // into a `HeaderName` on every call (about 200 instructions).
+        static KEEP_ALIVE: header::HeaderName = header::HeaderName::from_static("keep-alive");
+        let Some(keep_alive_header) = self.get_header(&KEEP_ALIVE) else {
             return (None, None);
         };
 
@@ -1539,6 +1551,38 @@ mod tests_stream {
         let mock_io = Builder::new().read(input).build();
         let mut http_stream = HttpSession::new(Box::new(mock_io));
         assert!(http_stream.read_response().await.is_ok());
+    }
+
+    // edgeward patch: without the case map, the same fields, reason and body,
+    // and the names written in title case; with it (the default), as sent.
+    #[tokio::test]
+    async fn drop_h1_response_header_case_keeps_fields_not_case() {
+        let input = b"HTTP/1.1 203 Fine Thanks\r\nx-powered-BY: a\r\nCONTENT-length: 3\r\n\
+            X-Powered-By: b\r\n\r\nabc";
+        for drop in [true, false] {
+            let mock_io = Builder::new().read(&input[..]).build();
+            let mut http_stream = HttpSession::new(Box::new(mock_io));
+            http_stream.drop_h1_response_header_case = drop;
+            let resp = http_stream.read_resp_header_parts().await.unwrap();
+            assert_eq!(resp.status, 203);
+            assert_eq!(resp.get_reason_phrase(), Some("Fine Thanks"));
+            let all: Vec<_> = resp.headers.get_all("x-powered-by").iter().collect();
+            assert_eq!(all, ["a", "b"]);
+            assert_eq!(resp.case_header_iter().next().is_none(), drop);
+            let mut wire: Vec<u8> = vec![];
+            resp.header_to_h1_wire(&mut wire);
+            let expected: &[u8] = if drop {
+                b"X-Powered-By: a\r\nX-Powered-By: b\r\nContent-Length: 3\r\n"
+            } else {
+                b"x-powered-BY: a\r\nX-Powered-By: b\r\nCONTENT-length: 3\r\n"
+            };
+            assert_eq!(
+                String::from_utf8_lossy(&wire),
+                String::from_utf8_lossy(expected)
+            );
+            let body = http_stream.read_body_ref().await.unwrap().unwrap();
+            assert_eq!(body, b"abc");
+        }
     }
 
     #[tokio::test]
