@@ -199,6 +199,10 @@ pub(crate) fn titled_header_name_str(header_name: &HeaderName) -> Option<&'stati
         header::HOST => "Host",
         header::SERVER => "Server",
         header::SET_COOKIE => "Set-Cookie",
+        // edgeward patch: two names whose usual spelling is not the title
+        // case `header_to_h1_wire` makes of the others (`Etag`).
+        header::ETAG => "ETag",
+        header::WWW_AUTHENTICATE => "WWW-Authenticate",
         // TODO: add more const header here to map to their titled case
         // TODO: automatically upper case the first letter?
         _ => {

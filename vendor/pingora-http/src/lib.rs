@@ -1234,11 +1234,12 @@ mod tests {
         resp.append_header(http::header::CONTENT_LENGTH, "0")
             .unwrap();
         resp.append_header("-x--y-", "2").unwrap();
+        resp.append_header("etag", "\"3\"").unwrap();
         let mut buf: Vec<u8> = vec![];
         resp.header_to_h1_wire(&mut buf);
         assert_eq!(
             buf,
-            b"Foo: Bar\r\nX-Request-Id: 1\r\nContent-Length: 0\r\n-X--Y-: 2\r\n"
+            b"Foo: Bar\r\nX-Request-Id: 1\r\nContent-Length: 0\r\n-X--Y-: 2\r\nETag: \"3\"\r\n"
         );
         assert!(resp.case_header_iter().next().is_none());
     }
