@@ -121,6 +121,10 @@ pub(crate) fn run(path: PathBuf, config: Config) -> Result<(), StartError> {
     let mut opts = HttpServerOptions::default();
     opts.h2c = true;
     opts.h2c_preface_timeout = Some(first_bytes);
+    // Request header names are not kept in the client's case: written to the
+    // upstream in title case (`User-Agent`, `X-Custom`); each field then costs
+    // one header map, not two (vendor/README.md).
+    opts.drop_h1_request_header_case = true;
     app.server_options = Some(opts);
     // Behind limits.max_connections.
     let mut proxy = Service::new(

@@ -156,16 +156,34 @@ async fn forwards_client_headers_and_request_id() {
         .expect("response carries x-request-id");
     assert_eq!(seen["x-request-id"], vec![id.to_string()]);
     assert_eq!(id.len(), 32);
-    // The fields edgeward writes are spelled as nginx spells them, whatever
-    // case the client used (the upstream's raw bytes).
+    // Field names reach the upstream in title case, whatever case the client
+    // used (this client sends `host`, `x-forwarded-for`...): the upstream's
+    // raw bytes.
     let wire = String::from_utf8_lossy(&w.a.received()).into_owned();
     for field in [
+        "\r\nHost: blog.example.org\r\n".to_string(),
         "\r\nX-Forwarded-For: 203.0.113.9, 127.0.0.1\r\n".to_string(),
         "\r\nX-Forwarded-Proto: http\r\n".to_string(),
         format!("\r\nX-Request-Id: {id}\r\n"),
     ] {
         assert!(wire.contains(&field), "{field:?} not in {wire:?}");
     }
+    // And the client sees the upstream's `x-upstream` (hyper writes it in
+    // lowercase) as `X-Upstream`: the raw bytes of a response.
+    let raw = async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", p)).await?;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: blog.example.org\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await?;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&got).into_owned())
+    };
+    let raw = tokio::time::timeout(Duration::from_secs(10), raw)
+        .await
+        .expect("edgeward closes after a Connection: close response")
+        .unwrap();
+    assert!(raw.contains("\r\nX-Upstream: A\r\n"), "{raw:?}");
 
     // A well-formed incoming id is kept; a malformed one is replaced.
     let r = request(

@@ -89,6 +89,12 @@ pub struct HttpServerOptions {
     /// an HTTP/1 request) before it is closed. `None` (the default): no limit.
     pub h2c_preface_timeout: Option<std::time::Duration>,
 
+    /// edgeward patch: parse HTTP/1 requests without keeping the case of their
+    /// header names (no case map: each field goes into one header map instead
+    /// of two). Written out again (to an upstream), the names are in title case
+    /// (`User-Agent`, `X-Custom`). Default false.
+    pub drop_h1_request_header_case: bool,
+
     /// If set, close a downstream HTTP/2 connection that has been idle
     /// for this duration.
     ///
@@ -366,7 +372,12 @@ where
             return self.clone().process_custom_session(stream, shutdown).await;
         } else {
             // No ALPN or ALPN::H1 and h2c was not configured, fallback to HTTP/1.1
+            // edgeward patch: see HttpServerOptions::drop_h1_request_header_case.
+            let drop_case = self
+                .server_options()
+                .is_some_and(|o| o.drop_h1_request_header_case);
             let mut session = ServerSession::new_http1(stream);
+            session.set_drop_request_header_case(drop_case);
             if *shutdown.borrow() {
                 // stop downstream from reusing if this service is shutting down soon
                 session.set_keepalive(None);
@@ -382,6 +393,7 @@ where
             let mut result = self.process_new_http(session, shutdown).await;
             while let Some((stream, persistent_settings)) = result.map(|r| r.consume()) {
                 let mut session = ServerSession::new_http1(stream);
+                session.set_drop_request_header_case(drop_case);
                 if let Some(persistent_settings) = persistent_settings {
                     persistent_settings.apply_to_session(&mut session);
                 }

@@ -341,6 +341,14 @@ impl Session {
         }
     }
 
+    /// edgeward patch: see `HttpServerOptions::drop_h1_request_header_case`.
+    /// HTTP/1 only (an HTTP/2 request keeps no case).
+    pub fn set_drop_request_header_case(&mut self, drop: bool) {
+        if let Self::H1(s) = self {
+            s.set_drop_request_header_case(drop);
+        }
+    }
+
     /// Get the number of times the upstream connection connection for this
     /// session can be reused via keepalive. Not applicable for h2 or
     /// subrequest

@@ -126,6 +126,8 @@ pub struct HttpSession {
     /// Number of times the upstream connection associated with this session can be reused
     /// after this session ends
     keepalive_reuses_remaining: Option<u32>,
+    /// edgeward patch: see `HttpServerOptions::drop_h1_request_header_case`.
+    drop_request_header_case: bool,
     /// User-defined context carried across requests on the same keepalive connection.
     /// Set by [`HttpPersistentSettings::apply_to_session`](crate::apps::HttpPersistentSettings::apply_to_session),
     /// consumed by the proxy layer via [`take_connection_user_context`](Self::take_connection_user_context).
@@ -213,6 +215,7 @@ impl HttpSession {
             // default on to avoid rejecting requests after body as pipelined
             close_on_response_before_downstream_finish: true,
             keepalive_reuses_remaining: None,
+            drop_request_header_case: false,
             connection_user_context: None,
             half_closed: false,
             abort_on_close: true,
@@ -447,17 +450,20 @@ impl HttpSession {
                         // while header_refs doesn't as it is still empty
                         let _num_headers = populate_headers(base, &mut header_refs, req.headers);
 
-                        let mut request_header = Box::new(RequestHeader::build(
-                            req.method.unwrap_or(""),
-                            // we path httparse to allow unsafe bytes in the str
-                            req.path.unwrap_or("").as_bytes(),
-                            // edgeward patch: room for the fields a proxy
-                            // adds (X-Forwarded-For, -Proto, a request id,
-                            // ...) without growing both header maps on
-                            // each insertion (a request of one field grew
-                            // them three times).
-                            Some(req.headers.len() + super::common::ROOM_FOR_ADDED_FIELDS),
-                        )?);
+                        // edgeward patch: room for the fields a proxy adds
+                        // (X-Forwarded-For, -Proto, a request id, ...) without
+                        // growing both header maps on each insertion (a request
+                        // of one field grew them three times); and no case map
+                        // when the server asks for none
+                        // (drop_h1_request_header_case).
+                        let room = Some(req.headers.len() + super::common::ROOM_FOR_ADDED_FIELDS);
+                        // we path httparse to allow unsafe bytes in the str
+                        let (method, path) = (req.method.unwrap_or(""), req.path.unwrap_or(""));
+                        let mut request_header = Box::new(if self.drop_request_header_case {
+                            RequestHeader::build_no_case(method, path.as_bytes(), room)?
+                        } else {
+                            RequestHeader::build(method, path.as_bytes(), room)?
+                        });
 
                         request_header.set_version(match req.version {
                             Some(1) => Version::HTTP_11,
@@ -873,6 +879,12 @@ impl HttpSession {
 
     pub fn set_keepalive_reuses_remaining(&mut self, remaining: Option<u32>) {
         self.keepalive_reuses_remaining = remaining;
+    }
+
+    /// edgeward patch: parse the request without keeping the case of its
+    /// header names (see `HttpServerOptions::drop_h1_request_header_case`).
+    pub fn set_drop_request_header_case(&mut self, drop: bool) {
+        self.drop_request_header_case = drop;
     }
 
     pub fn get_keepalive_reuses_remaining(&self) -> Option<u32> {
@@ -2024,6 +2036,42 @@ mod tests_stream {
         let res = http_stream.read_request().await;
         assert_eq!(input.len(), res.unwrap().unwrap());
         assert_eq!(0, http_stream.req_header().headers.len());
+    }
+
+    // edgeward patch: without the case map, the same method, target, fields
+    // and body, and the names written in title case; with it (the default),
+    // as sent.
+    #[tokio::test]
+    async fn drop_request_header_case_keeps_fields_not_case() {
+        let input = b"POST /a?b HTTP/1.1\r\nhost: x\r\nx-custom-THING: 1\r\n\
+            content-LENGTH: 3\r\nX-Custom-Thing: 2\r\n\r\nabc";
+        for drop in [true, false] {
+            let mock_io = Builder::new().read(&input[..]).build();
+            let mut http_stream = HttpSession::new(Box::new(mock_io));
+            http_stream.set_drop_request_header_case(drop);
+            http_stream.read_request().await.unwrap();
+            let req = http_stream.req_header();
+            assert_eq!(
+                (req.method.as_str(), req.raw_path()),
+                ("POST", &b"/a?b"[..])
+            );
+            let all: Vec<_> = req.headers.get_all("x-custom-thing").iter().collect();
+            assert_eq!(all, ["1", "2"]);
+            assert_eq!(req.case_header_iter().next().is_none(), drop);
+            let mut wire: Vec<u8> = vec![];
+            req.header_to_h1_wire(&mut wire);
+            let expected: &[u8] = if drop {
+                b"Host: x\r\nX-Custom-Thing: 1\r\nX-Custom-Thing: 2\r\nContent-Length: 3\r\n"
+            } else {
+                b"host: x\r\nx-custom-THING: 1\r\nX-Custom-Thing: 2\r\ncontent-LENGTH: 3\r\n"
+            };
+            assert_eq!(
+                String::from_utf8_lossy(&wire),
+                String::from_utf8_lossy(expected)
+            );
+            let body = http_stream.read_body_bytes().await.unwrap().unwrap();
+            assert_eq!(body, &b"abc"[..]);
+        }
     }
 
     #[cfg(feature = "patched_http1")]
