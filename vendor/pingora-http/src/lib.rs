@@ -897,24 +897,20 @@ fn append_header_value<T>(
 ) -> Result<bool> {
     // edgeward patch: no second parse of a name given as a `HeaderName`, and
     // no case-preserving name built for a header that keeps none.
-    let Some(name_map) = name_map else {
-        return value_map
-            .try_append(name.into_header_name()?, value)
-            .or_err(
-                InvalidHTTPHeader,
-                "header value map size overflows MAX_SIZE",
-            );
+    let header_name = match name_map {
+        None => name.into_header_name()?,
+        Some(name_map) => {
+            let (case_header_name, header_name) = name.into_case_and_header_name()?;
+            // store the original case in the map
+            // Use the non-panicking `try_append`: the infallible `append` calls
+            // `.expect("size overflows MAX_SIZE")` internally, which would abort the
+            // process if the case map ever exceeded `http`'s `MAX_SIZE` (1 << 15).
+            name_map
+                .try_append(header_name.clone(), case_header_name)
+                .or_err(InvalidHTTPHeader, "header name map size overflows MAX_SIZE")?;
+            header_name
+        }
     };
-    let (case_header_name, header_name) = name.into_case_and_header_name()?;
-    // store the original case in the map
-    {
-        // Use the non-panicking `try_append`: the infallible `append` calls
-        // `.expect("size overflows MAX_SIZE")` internally, which would abort the
-        // process if the case map ever exceeded `http`'s `MAX_SIZE` (1 << 15).
-        name_map
-            .try_append(header_name.clone(), case_header_name)
-            .or_err(InvalidHTTPHeader, "header name map size overflows MAX_SIZE")?;
-    }
 
     // Non-panicking `try_append` for the same reason as the case map above.
     value_map.try_append(header_name, value).or_err(
@@ -932,13 +928,15 @@ fn insert_header_value<T>(
 ) -> Result<()> {
     // edgeward patch: no second parse of a name given as a `HeaderName`, and
     // no case-preserving name built for a header that keeps none.
-    let Some(name_map) = name_map else {
-        value_map.insert(name.into_header_name()?, value);
-        return Ok(());
+    let header_name = match name_map {
+        None => name.into_header_name()?,
+        Some(name_map) => {
+            let (case_header_name, header_name) = name.into_case_and_header_name()?;
+            // store the original case in the map
+            name_map.insert(header_name.clone(), case_header_name);
+            header_name
+        }
     };
-    let (case_header_name, header_name) = name.into_case_and_header_name()?;
-    // store the original case in the map
-    name_map.insert(header_name.clone(), case_header_name);
     value_map.insert(header_name, value);
     Ok(())
 }
