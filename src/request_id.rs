@@ -37,19 +37,25 @@ pub(crate) fn is_valid(id: &[u8]) -> bool {
 pub(crate) fn generate() -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let v = (u128::from(*PREFIX) << 64) | u128::from(n);
     let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = HEX[((v >> (4 * (31 - i))) & 0xf) as usize];
+    let bytes = PREFIX.to_be_bytes().into_iter().chain(n.to_be_bytes());
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 0xf)];
     }
-    // Only ASCII hex digits were written.
-    String::from_utf8_lossy(&out).into_owned()
+    // Only ASCII hex digits were written: never the empty default.
+    std::str::from_utf8(&out)
+        .map(str::to_owned)
+        .unwrap_or_default()
 }
 
 /// The id for a request that carried `incoming` (if any).
 pub(crate) fn for_request(incoming: Option<&[u8]>) -> String {
     match incoming {
-        Some(id) if is_valid(id) => String::from_utf8_lossy(id).into_owned(),
+        // `is_valid`: ASCII only, so never `generate` here.
+        Some(id) if is_valid(id) => {
+            std::str::from_utf8(id).map_or_else(|_| generate(), str::to_owned)
+        }
         _ => generate(),
     }
 }
@@ -68,5 +74,17 @@ mod tests {
             assert!(is_valid(id.as_bytes()));
         }
         assert_ne!(generate(), generate());
+    }
+
+    #[test]
+    fn generated_ids_are_prefix_then_counter_in_hex() {
+        let (a, b) = (generate(), generate());
+        for id in [&a, &b] {
+            assert_eq!(id.len(), 32);
+            assert_eq!(id[..16], format!("{:016x}", *PREFIX));
+        }
+        let count = |id: &str| u64::from_str_radix(&id[16..], 16).ok();
+        // Other tests may take ids in between: later, not next.
+        assert!(count(&b) > count(&a), "{a} {b}");
     }
 }

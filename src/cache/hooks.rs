@@ -149,13 +149,9 @@ pub(crate) async fn serve_fresh_hit(
         cc.key = Some(key);
         return Ok(false);
     };
+    // `hit_header` put both fields in: each insertion replaces a value.
     let mut header = Box::new(found.header);
-    header.set_version(http::Version::HTTP_11);
     header.insert_header(http::header::AGE, found.age)?;
-    if header.status == http::StatusCode::OK {
-        header.insert_header(http::header::ACCEPT_RANGES, "bytes")?;
-    }
-    set_cache_status(&mut header, "edgeward; hit")?;
     header.insert_header(&crate::request_id::NAME, request_id)?;
     metrics::CACHE_REQUESTS
         .with_label_values(&[site.id.as_str(), "hit"])
@@ -170,6 +166,39 @@ pub(crate) async fn serve_fresh_hit(
         }
     }
     Ok(true)
+}
+
+/// What `serve_fresh_hit` answers with from an entry stored with `stored`:
+/// built once per stored entry, not on every hit. None when the entry cannot
+/// answer a plain request as it is: `Vary`, or not exactly one
+/// `Content-Length` (the hit compares it with the stored body). `Age` and
+/// `X-Request-Id` hold placeholders, set on every hit; they are in the
+/// header already so that setting them replaces a value rather than growing
+/// the copy's map (a clone keeps no spare room). It keeps no case map: one
+/// read back from Redis has one, which doubled the cost of each copy and
+/// insertion; it only held the title case that edgeward writes anyway
+/// (responses are parsed without one, `src/upstream.rs`).
+pub(super) fn hit_header(stored: &ResponseHeader) -> Option<(ResponseHeader, usize)> {
+    let h = &stored.headers;
+    if h.contains_key(http::header::VARY) {
+        return None;
+    }
+    let mut lengths = h.get_all(http::header::CONTENT_LENGTH).iter();
+    let length = lengths.next()?.to_str().ok()?.parse::<usize>().ok()?;
+    if lengths.next().is_some() {
+        return None;
+    }
+    let mut header = stored.clone_without_case();
+    header.set_version(http::Version::HTTP_11);
+    header.insert_header(http::header::AGE, 0).ok()?;
+    if header.status == http::StatusCode::OK {
+        header
+            .insert_header(http::header::ACCEPT_RANGES, "bytes")
+            .ok()?;
+    }
+    set_cache_status(&mut header, "edgeward; hit").ok()?;
+    header.insert_header(&crate::request_id::NAME, "-").ok()?;
+    Some((header, length))
 }
 
 /// `cache_hit_filter`: the request's own directives.

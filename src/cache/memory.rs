@@ -37,18 +37,29 @@ pub(super) struct Meta {
     sie: u32,
     variance: Option<HashBinary>,
     header: ResponseHeader,
+    /// What a fresh hit answers with (`super::hooks::hit_header`) and the
+    /// `Content-Length` it was built for; None when the entry cannot answer
+    /// a plain request as it is (Vary, variants, no single length).
+    hit: Option<(ResponseHeader, usize)>,
 }
 
 impl Meta {
     pub(super) fn of(m: &CacheMeta) -> Meta {
+        let variance = m.variance();
+        let header = m.response_header_copy();
+        let hit = match variance {
+            None => super::hooks::hit_header(&header),
+            Some(_) => None,
+        };
         Meta {
             fresh_until: m.fresh_until(),
             created: m.created(),
             epoch: m.epoch_override(),
             swr: m.stale_while_revalidate_sec(),
             sie: m.stale_if_error_sec(),
-            variance: m.variance(),
-            header: m.response_header_copy(),
+            variance,
+            header,
+            hit,
         }
     }
 
@@ -69,26 +80,18 @@ impl Meta {
         m
     }
 
-    /// The stored header and the entry's age in seconds, when the entry can
-    /// answer a plain request as it is (`super::serve_fresh_hit`): fresh at `now`,
-    /// one variant only (no `Vary`), a single `Content-Length` equal to
-    /// `body_len`.
+    /// The header a fresh hit answers with and the entry's age in seconds,
+    /// when the entry can answer a plain request as it is
+    /// (`super::serve_fresh_hit`): fresh at `now`, one variant only (no
+    /// `Vary`), a single `Content-Length` equal to `body_len`.
     pub(super) fn fresh_header(
         &self,
         now: SystemTime,
         body_len: usize,
     ) -> Option<(ResponseHeader, u64)> {
         // As `CacheMeta::is_fresh`.
-        if self.variance.is_some() || self.fresh_until < now {
-            return None;
-        }
-        let h = &self.header.headers;
-        if h.contains_key(http::header::VARY) {
-            return None;
-        }
-        let mut lengths = h.get_all(http::header::CONTENT_LENGTH).iter();
-        let length = lengths.next()?.to_str().ok()?.parse::<usize>().ok()?;
-        if length != body_len || lengths.next().is_some() {
+        let (header, length) = self.hit.as_ref()?;
+        if *length != body_len || self.fresh_until < now {
             return None;
         }
         // As `CacheMeta::age` of the rebuilt meta.
@@ -96,17 +99,18 @@ impl Meta {
             .duration_since(self.epoch.unwrap_or(self.created))
             .unwrap_or_default()
             .as_secs();
-        Some((self.header.clone(), age))
+        Some((header.clone(), age))
     }
 
     /// Bytes counted for it.
     pub(super) fn weight(&self) -> usize {
-        self.header
-            .headers
-            .iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + 32)
-            .sum::<usize>()
-            + 128
+        let fields = |h: &ResponseHeader| {
+            h.headers
+                .iter()
+                .map(|(k, v)| k.as_str().len() + v.len() + 32)
+                .sum::<usize>()
+        };
+        fields(&self.header) + self.hit.as_ref().map_or(0, |(h, _)| fields(h) + 128) + 128
     }
 }
 

@@ -70,7 +70,8 @@ pub(crate) trait Store: Storage + Send + Sync + 'static {
     async fn purge_urls(&'static self, site: &str, m: &UrlMatch) -> Result<usize, StoreError>;
 }
 
-/// A stored response found by `Store::fresh`: its header as stored, its age
+/// A stored response found by `Store::fresh`: the header to answer with
+/// (`hooks::hit_header`: `Age` and `X-Request-Id` still to set), its age
 /// in seconds and its body.
 pub(crate) struct Fresh {
     pub(crate) header: ResponseHeader,

@@ -1088,11 +1088,17 @@ fn header_to_h1_wire(key_map: Option<&CaseMap>, value_map: &HMap, buf: &mut impl
 /// `name` (lowercase) with the first letter and each letter after a `-` in
 /// uppercase: `x-request-id` becomes `X-Request-Id`.
 // edgeward patch: see `header_to_h1_wire`.
+// Built on the stack and put in one call per 32 bytes: `put_u8` per byte
+// checked the buffer's room for each one.
 fn put_title_case(buf: &mut impl BufMut, name: &[u8]) {
     let mut upper = true;
-    for &b in name {
-        buf.put_u8(if upper { b.to_ascii_uppercase() } else { b });
-        upper = b == b'-';
+    let mut chunk = [0u8; 32];
+    for part in name.chunks(chunk.len()) {
+        for (out, &b) in chunk.iter_mut().zip(part) {
+            *out = if upper { b.to_ascii_uppercase() } else { b };
+            upper = b == b'-';
+        }
+        buf.put_slice(&chunk[..part.len()]);
     }
 }
 
@@ -1211,6 +1217,32 @@ mod tests {
     #[should_panic(expected = "not the same name")]
     fn test_titled_header_name_must_be_the_same_name() {
         let _ = TitledHeaderName::new("X-Forwarded-Four", "x-forwarded-for");
+    }
+
+    // edgeward patch: `put_title_case` works 32 bytes at a time; a name
+    // longer than that keeps the same title case across the chunks.
+    #[test]
+    fn test_title_case_across_chunks() {
+        for name in [
+            "x",
+            "abcdefghijklmnopqrstuvwxyzabcde-f",
+            "abcdefghijklmnopqrstuvwxyzabcdef-g",
+            "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklm-n-o",
+        ] {
+            let mut buf: Vec<u8> = vec![];
+            put_title_case(&mut buf, name.as_bytes());
+            let expected: String = name
+                .split('-')
+                .map(|w| {
+                    let mut c = w.chars();
+                    c.next()
+                        .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                        .unwrap_or_default()
+                })
+                .collect::<Vec<_>>()
+                .join("-");
+            assert_eq!(String::from_utf8(buf).unwrap(), expected, "{name}");
+        }
     }
 
     #[test]

@@ -27,6 +27,9 @@ use crate::utils::KVRef;
 pub(super) const MAX_HEADERS: usize = 256;
 
 pub(super) const INIT_HEADER_BUF_SIZE: usize = 4096;
+// edgeward patch: the buffer a response header is written into (see
+// `HttpSession::prepare_response_header` in server.rs).
+pub(super) const RESP_HEADER_BUF_SIZE: usize = 1024;
 pub(super) const MAX_HEADER_SIZE: usize = 1048575;
 // edgeward patch: header maps of a parsed message are built with room for
 // this many more fields, the few a proxy adds to a request or response

@@ -1069,7 +1069,12 @@ impl HttpSession {
         }
 
         // Serialize header to bytes
-        let mut write_buf = BytesMut::with_capacity(INIT_HEADER_BUF_SIZE);
+        // edgeward patch: 1 KiB, not INIT_HEADER_BUF_SIZE (4 KiB). Most
+        // response headers take 200-700 bytes, and mimalloc serves blocks up
+        // to 1 KiB from a per-size free list; a 4 KiB block took its generic
+        // path, about 130 instructions and up to 900 on a fragmented heap
+        // (bench/cost.sh, callgrind). A larger header grows the buffer.
+        let mut write_buf = BytesMut::with_capacity(RESP_HEADER_BUF_SIZE);
         http_resp_header_to_buf(header, &mut write_buf)
             .map_err(|_| Error::explain(WriteError, "serializing response header"))?;
 
@@ -2727,6 +2732,28 @@ mod tests_stream {
         assert_eq!(buf, expected_body.as_bytes());
         assert_eq!(http_stream.body_bytes_read(), expected_body.len());
         assert!(http_stream.is_body_done());
+    }
+
+    // edgeward patch: a response header larger than the buffer it is
+    // written into (RESP_HEADER_BUF_SIZE) is written whole.
+    #[tokio::test]
+    async fn write_response_header_larger_than_its_buffer() {
+        let cookie = "c".repeat(3 * RESP_HEADER_BUF_SIZE);
+        let wire = format!("HTTP/1.1 200 OK\r\nSet-Cookie: {cookie}\r\nContent-Length: 0\r\n\r\n");
+        let mock_io = Builder::new()
+            .read(b"GET / HTTP/1.1\r\nHost: pingora.org\r\n\r\n")
+            .write(wire.as_bytes())
+            .build();
+        let mut http_stream = HttpSession::new(Box::new(mock_io));
+        http_stream.update_resp_headers = false;
+        http_stream.read_request().await.unwrap();
+        let mut response = ResponseHeader::build(StatusCode::OK, None).unwrap();
+        response.append_header("Set-Cookie", &cookie).unwrap();
+        response.append_header("Content-Length", "0").unwrap();
+        http_stream
+            .write_response_header(Box::new(response))
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
