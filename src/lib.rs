@@ -28,6 +28,7 @@ pub mod alloc;
 mod cache;
 pub mod cli;
 mod config;
+mod decimal;
 mod limits;
 mod live;
 pub mod logs;

@@ -40,22 +40,6 @@ pub(crate) fn site_url(host: Option<&str>, session: &Session) -> String {
     format!("{}{pq}", host.unwrap_or(""))
 }
 
-/// `n` in decimal, without the formatting machinery (on every request).
-fn push_decimal(out: &mut String, n: usize) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend(digits[i..].iter().copied().map(char::from));
-}
-
 /// The key of a request to `site`.
 pub(crate) fn build_key(
     session: &Session,
@@ -70,7 +54,9 @@ pub(crate) fn build_key(
     let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
     let host = host.unwrap_or("");
     let mut primary = String::with_capacity(24 + site.id.len() + host.len() + pq.len());
-    push_decimal(&mut primary, site.id.len());
+    // `primary_key`'s prefix, without `fmt` (on every cacheable request).
+    let len = u64::try_from(site.id.len()).unwrap_or(u64::MAX);
+    primary.push_str(crate::decimal::Decimal::new(len).as_str());
     primary.push(':');
     primary.push_str(&site.id);
     if https {
@@ -111,15 +97,6 @@ mod tests {
             let ours = primary_hash(primary.as_bytes());
             assert_eq!(ours, pingora::cache::key::hash_key(primary), "{primary}");
             assert_eq!(ours, CacheKey::new(primary, "").primary_bin(), "{primary}");
-        }
-    }
-
-    #[test]
-    fn decimal_as_formatted() {
-        for n in [0, 7, 10, 99, 12_345, usize::MAX] {
-            let mut s = String::from("x");
-            push_decimal(&mut s, n);
-            assert_eq!(s, format!("x{n}"));
         }
     }
 

@@ -370,18 +370,8 @@ fn date(out: &mut Vec<u8>, t: SystemTime, f: &DateFormat) {
 }
 
 /// Decimal digits without going through `fmt`.
-fn uint(out: &mut Vec<u8>, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
+fn uint(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(crate::decimal::Decimal::new(n).as_bytes());
 }
 
 fn ip(out: &mut Vec<u8>, ip: Option<IpAddr>) {
