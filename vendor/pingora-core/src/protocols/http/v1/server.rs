@@ -1075,7 +1075,8 @@ impl HttpSession {
         // response headers take 200-700 bytes, and mimalloc serves blocks up
         // to 1 KiB from a per-size free list; a 4 KiB block took its generic
         // path, about 130 instructions and up to 900 on a fragmented heap
-        // (bench/cost.sh, callgrind). A larger header grows the buffer.
+        // (callgrind of cache hits, bench/README.md). A larger header grows
+        // the buffer.
         let mut write_buf = BytesMut::with_capacity(RESP_HEADER_BUF_SIZE);
         http_resp_header_to_buf(header, &mut write_buf)
             .map_err(|_| Error::explain(WriteError, "serializing response header"))?;
