@@ -589,3 +589,73 @@ async fn idle_upstream_connections_are_reused_and_closed_when_the_upstream_close
     let r = get(ew.port, "blog.example.org", "/keep").await.unwrap();
     assert_eq!((r.status, r.body.as_str()), (200, "ok"));
 }
+
+/// A client that leaves while the upstream has not answered yet ends the
+/// proxying: edgeward closes that upstream connection (nginx does the same
+/// by default) instead of waiting for an answer nobody will read, and the
+/// connection is not put back in the pool.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_leaves_before_the_answer_closes_the_upstream_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (got_tx, mut got_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (closed_tx, mut closed_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let got_tx = got_tx.clone();
+            let closed_tx = closed_tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = got_tx.send(String::from_utf8_lossy(&buf).into_owned());
+                // Never answer; report when edgeward closes the connection.
+                loop {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
+                let _ = closed_tx.send(());
+            });
+        }
+    });
+    let ew = Edgeward::start(&sites(&addr, &addr, &dead_address(), &dead_address())).await;
+    let mut client = tokio::net::TcpStream::connect(("127.0.0.1", ew.port))
+        .await
+        .unwrap();
+    client
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: blog.example.org\r\n\r\n")
+        .await
+        .unwrap();
+    let head = tokio::time::timeout(Duration::from_secs(10), got_rx.recv())
+        .await
+        .expect("the request did not reach the upstream")
+        .unwrap();
+    assert!(head.starts_with("GET /slow HTTP/1.1\r\n"), "{head}");
+    drop(client);
+    tokio::time::timeout(Duration::from_secs(10), closed_rx.recv())
+        .await
+        .expect("edgeward kept the upstream connection of a client that left")
+        .unwrap();
+    // edgeward still serves: the next request opens a new upstream
+    // connection, which gets the request.
+    let mut again = tokio::net::TcpStream::connect(("127.0.0.1", ew.port))
+        .await
+        .unwrap();
+    again
+        .write_all(b"GET /next HTTP/1.1\r\nHost: blog.example.org\r\n\r\n")
+        .await
+        .unwrap();
+    let head = tokio::time::timeout(Duration::from_secs(10), got_rx.recv())
+        .await
+        .expect("the next request did not reach the upstream")
+        .unwrap();
+    assert!(head.starts_with("GET /next HTTP/1.1\r\n"), "{head}");
+}

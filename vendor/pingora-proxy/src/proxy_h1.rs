@@ -120,7 +120,8 @@ where
             return (false, true, Some(e));
         }
 
-        session.set_upstream_h1_upgrade_request_status(is_h1_upgrade_req(&req));
+        let upstream_upgrade_req = is_h1_upgrade_req(&req);
+        session.set_upstream_h1_upgrade_request_status(upstream_upgrade_req);
 
         session.upstream_compression.request_filter(&req);
 
@@ -131,6 +132,26 @@ where
             Err(e) => {
                 return (false, false, Some(e.into_up()));
             }
+        }
+
+        // edgeward patch: a request without a body, to an upstream that is not
+        // being upgraded, with no cache and no custom downstream, is proxied by
+        // one sequential loop (`proxy_1to1_bodiless`) instead of the two halves
+        // joined by task pipes below. Same hooks in the same order, same
+        // framing; what goes is two channels, an Arc and a task wake-up per
+        // request.
+        if !upstream_upgrade_req
+            && !session.downstream_session.is_upgrade_req()
+            && !session.downstream_session.is_custom()
+            && !session.downstream_session.is_subrequest()
+            && !session.cache.enabled()
+            && !session.cache.bypassing()
+            && !session.was_upgraded()
+            && session.as_mut().is_body_done()
+            && session.as_mut().is_body_empty()
+            && session.as_ref().get_retry_buffer().is_none()
+        {
+            return self.proxy_1to1_bodiless(session, client_session, ctx).await;
         }
 
         let mut downstream_custom_message_writer = session
@@ -196,6 +217,157 @@ where
             }
             Err(e) => (false, false, Some(e)),
         }
+    }
+
+    // edgeward patch: the sequential path of `proxy_1to1` for a request whose
+    // (empty) body is already complete; the caller checks the conditions. It
+    // does what the two halves of the general path do for such a request, in
+    // the same order:
+    // - the downstream half's end of body: the request body filters with no
+    //   data, then the upstream half's `send_body_to1` (a write error is kept
+    //   and the response still read, the connection not reused);
+    // - the response tasks read from the upstream while the downstream is
+    //   watched with `read_body_or_idle` (a client that closes or sends data
+    //   after its request ends the proxying with that error);
+    // - the tasks already readable taken in one batch of at most
+    //   TASK_BUFFER_SIZE, as the downstream half drains its pipe, then the
+    //   same filters (`h1_response_filter`) and one `write_response_tasks`;
+    //   an upstream read error goes through them as `HttpTask::Failed`;
+    // - the end: the downstream's `finish_body`; the upstream reusable unless
+    //   a write failed or the downstream's response ended before the
+    //   upstream's.
+    async fn proxy_1to1_bodiless(
+        &self,
+        session: &mut Session,
+        client_session: &mut HttpSessionV1,
+        ctx: &mut SV::CTX,
+    ) -> (bool, bool, Option<Box<Error>>)
+    where
+        SV: ProxyHttp + Send + Sync,
+        SV::CTX: Send + Sync,
+    {
+        session.as_mut().enable_retry_buffering();
+
+        let mut data = None;
+        if let Err(e) = session
+            .downstream_modules_ctx
+            .request_body_filter(&mut data, true)
+            .await
+        {
+            return (false, false, Some(e));
+        }
+        if let Err(e) = self
+            .inner
+            .request_body_filter(session, &mut data, true, ctx)
+            .await
+        {
+            return (false, false, Some(e));
+        }
+
+        let mut upstream_can_reuse = true;
+        let mut send_error = None;
+        if let Err(e) = send_body_to1(client_session, Some(HttpTask::Body(data, true))).await {
+            warn!("send error, draining read buf: {e}");
+            upstream_can_reuse = false;
+            send_error = Some(e);
+        }
+
+        let mut serve_from_cache = ServeFromCache::new();
+        let mut range_body_filter = RangeBodyFilter::new();
+        let mut watch_downstream = true;
+        loop {
+            let first = tokio::select! {
+                res = client_session.read_response_task() => res,
+                res = session.downstream_session.read_body_or_idle(true), if watch_downstream => {
+                    match res {
+                        Err(e) => return (false, false, Some(e.into_down())),
+                        // Not returned once the body is done; if it were,
+                        // there is nothing to send and no reason to poll again.
+                        Ok(_) => {
+                            watch_downstream = false;
+                            continue;
+                        }
+                    }
+                }
+            };
+            let mut tasks = Vec::with_capacity(TASK_BUFFER_SIZE);
+            let mut upstream_done = false;
+            let mut next = Some(first);
+            while let Some(res) = next.take() {
+                match res {
+                    Ok(task) => {
+                        upstream_done = task.is_end();
+                        tasks.push(task);
+                    }
+                    Err(e) => {
+                        // The message boundary was not established: the
+                        // connection cannot be reused.
+                        upstream_can_reuse = false;
+                        upstream_done = true;
+                        tasks.push(HttpTask::Failed(send_error.take().unwrap_or(e).into_up()));
+                    }
+                }
+                if !upstream_done && tasks.len() < TASK_BUFFER_SIZE {
+                    // unconstrained: now_or_never may see Pending from a ready
+                    // future when the task's coop budget is spent
+                    next = tokio::task::unconstrained(client_session.read_response_task())
+                        .now_or_never();
+                }
+            }
+
+            for slot in tasks.iter_mut() {
+                let mut task = std::mem::replace(slot, HttpTask::Done);
+                #[cfg(feature = "upstream_modules")]
+                if let HttpTask::Header(header, end_of_stream) = &task {
+                    if let Err(e) = self
+                        .inner
+                        .adjust_upstream_modules(session, header, *end_of_stream, ctx)
+                        .await
+                    {
+                        return (false, false, Some(e));
+                    }
+                }
+                #[cfg(feature = "upstream_modules")]
+                if let Err(e) = session.upstream_modules_filter_task(&mut task).await {
+                    return (false, false, Some(e));
+                }
+                session.upstream_compression.response_filter(&mut task);
+                match self
+                    .h1_response_filter(
+                        session,
+                        task,
+                        ctx,
+                        &mut serve_from_cache,
+                        &mut range_body_filter,
+                        false,
+                    )
+                    .await
+                {
+                    Ok(task) => *slot = task,
+                    Err(e) => return (false, false, Some(e)),
+                }
+            }
+
+            let downstream_done = match session.write_response_tasks(tasks).await {
+                Ok(done) => done,
+                Err(e) => return (false, false, Some(e)),
+            };
+            if downstream_done && !upstream_done {
+                // The downstream's framing ended the response with upstream
+                // bytes unread: the connection is unsafe to reuse.
+                upstream_can_reuse = false;
+            }
+            if downstream_done || upstream_done {
+                break;
+            }
+        }
+
+        let mut reuse_downstream = true;
+        if let Err(e) = session.as_mut().finish_body().await {
+            error!("Error finish sending body to downstream: {}", e);
+            reuse_downstream = false;
+        }
+        (reuse_downstream, upstream_can_reuse, None)
     }
 
     pub(crate) async fn proxy_to_h1_upstream(
