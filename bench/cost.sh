@@ -14,11 +14,18 @@
 #     on the native process; the CPU time is shown for reference only, it
 #     moves with the machine's load).
 # The servers run pinned to CPU 0 (taskset), wrk and the origin to CPU 1.
+# With --hit STORAGE, the answers are cache hits instead: the origin sends
+# `Cache-Control: max-age=3600`, edgeward caches the site in STORAGE (memory,
+# or redis: a redis-server started here, hits from the near cache as with the
+# defaults), nginx answers from proxy_cache (as bench/cache.sh sets it up),
+# and pingora-static answers from memory; each server's answers are checked
+# to be hits before anything is counted.
 # Prints a markdown report on stdout; progress on stderr. See bench/README.md.
 #
 # Usage: bench/cost.sh [--edgeward PATH] [--bin-dir DIR] [--pingap PATH]
 #                      [--servers "nginx edgeward ..."] [--connections C]
 #                      [--native-seconds S] [--ir-seconds S] [--strace-seconds S]
+#                      [--hit memory|redis] [--body-kib N]
 #                      [--no-callgrind] [--clean]
 set -euo pipefail
 
@@ -35,6 +42,12 @@ Usage: bench/cost.sh [options]
   --servers "S..."       servers to measure, in this order (default: nginx
                          edgeward pingora-static pingora-proxy-min pingap)
   --connections C        wrk connections (default 16; wrk -t1)
+  --hit STORAGE          answers from the cache instead of proxied: edgeward
+                         with its cache in STORAGE (memory or redis), nginx
+                         with proxy_cache, pingora-static; the default
+                         servers are then "nginx edgeward pingora-static"
+                         (the others do not cache)
+  --body-kib N           size of the answer in KiB (default 1)
   --native-seconds S     native run (CPU time, context switches; default 5)
   --ir-seconds S         run counted under callgrind (default 10)
   --strace-seconds S     run counted under strace (default 3)
@@ -55,7 +68,9 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 EDGEWARD=""
 BIN_DIR=""
 PINGAP=""
-SERVERS="nginx edgeward pingora-static pingora-proxy-min pingap"
+SERVERS=""
+HIT=""
+BODY_KIB=1
 CONNS=16
 NATIVE_S=5
 IR_S=10
@@ -71,6 +86,8 @@ while (( $# )); do
         --pingap)          PINGAP=${2:?--pingap needs a path}; shift 2 ;;
         --servers)         SERVERS=${2:?--servers needs a list}; shift 2 ;;
         --connections)     CONNS=${2:?--connections needs a value}; shift 2 ;;
+        --hit)             HIT=${2:?--hit needs memory or redis}; shift 2 ;;
+        --body-kib)        BODY_KIB=${2:?--body-kib needs a value}; shift 2 ;;
         --native-seconds)  NATIVE_S=${2:?--native-seconds needs a value}; shift 2 ;;
         --ir-seconds)      IR_S=${2:?--ir-seconds needs a value}; shift 2 ;;
         --strace-seconds)  STRACE_S=${2:?--strace-seconds needs a value}; shift 2 ;;
@@ -80,10 +97,15 @@ while (( $# )); do
         *)                 usage >&2; die "unknown argument: $1" ;;
     esac
 done
-for v in CONNS NATIVE_S IR_S STRACE_S; do
+for v in CONNS NATIVE_S IR_S STRACE_S BODY_KIB; do
     is_uint "${!v}" || die "${v,,} must be a positive integer"
 done
 (( $(nproc) >= 2 )) || { SERVER_CPU=0; CLIENT_CPU=0; }
+case "$HIT" in
+    "")           [[ -n "$SERVERS" ]] || SERVERS="nginx edgeward pingora-static pingora-proxy-min pingap" ;;
+    memory|redis) [[ -n "$SERVERS" ]] || SERVERS="nginx edgeward pingora-static" ;;
+    *)            die "--hit takes memory or redis, not '$HIT'" ;;
+esac
 
 # ---------------------------------------------------------------- tools
 need_install=()
@@ -93,6 +115,7 @@ have nginx    || need_install+=(nginx-light)
 have strace   || need_install+=(strace)
 have perf     || need_install+=(linux-perf)
 have valgrind || need_install+=(valgrind)
+[[ "$HIT" != redis ]] || have redis-server || need_install+=(redis-server)
 install_missing "${need_install[@]}"
 NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
 
@@ -113,6 +136,9 @@ read -r -a LIST <<<"$SERVERS"
 NAMES=()
 for s in "${LIST[@]}"; do
     case "$s" in
+        pingora-proxy-min|pingap) [[ -z "$HIT" ]] || die "$s does not cache: not measured with --hit" ;;
+    esac
+    case "$s" in
         nginx|edgeward) NAMES+=("$s") ;;
         pingora-static) [[ -x "$PINGORA_STATIC" ]] || die "$PINGORA_STATIC missing: cargo build --release --example pingora-static"; NAMES+=("$s") ;;
         pingora-proxy-min) [[ -x "$PINGORA_MIN" ]] || die "$PINGORA_MIN missing: cargo build --release --example pingora-proxy-min"; NAMES+=("$s") ;;
@@ -127,14 +153,17 @@ done
 make_workdir cost-bench
 bench_traps
 
-read -r UP_PORT PORT < <(free_ports 2)
+read -r UP_PORT PORT RD_PORT < <(free_ports 3)
 log "work dir $WORK; origin port $UP_PORT, server port $PORT"
-PATH_1K=/obj1k.txt
+PATH_1K=/obj${BODY_KIB}k.txt
+BODY_LEN=$(( BODY_KIB * 1024 ))
+ORIGIN_EXTRA=""
+[[ -z "$HIT" ]] || ORIGIN_EXTRA='location / { add_header Cache-Control "max-age=3600"; }'
 
 # ---------------------------------------------------------------- origin (CPU 1)
 UP_DIR="$WORK/origin"
 mkdir -p "$UP_DIR/tmp" "$UP_DIR/www"
-head -c 1024 /dev/zero | tr '\0' 'x' >"$UP_DIR/www/obj1k.txt"
+head -c "$BODY_LEN" /dev/zero | tr '\0' 'x' >"$UP_DIR/www${PATH_1K}"
 chmod -R a+rX "$UP_DIR"
 {
     nginx_main "$UP_DIR" 1
@@ -144,6 +173,7 @@ chmod -R a+rX "$UP_DIR"
     server {
         listen 127.0.0.1:$UP_PORT;
         root $UP_DIR/www;
+        $ORIGIN_EXTRA
     }
 }
 EOF
@@ -155,12 +185,26 @@ wait_ready origin "$LAST_PID" "http://127.0.0.1:$UP_PORT$PATH_1K" localhost 10
 # nginx as in bench/proxy.sh, but one process (master_process off) so that
 # valgrind and strace see the worker itself.
 NX_DIR="$WORK/nginx"
-mkdir -p "$NX_DIR/tmp"
+mkdir -p "$NX_DIR/tmp" "$NX_DIR/cache"
+NX_CACHE=""
+if [[ -n "$HIT" ]]; then
+    # As bench/cache.sh: proxy_cache with sendfile and an open file cache.
+    NX_CACHE="    sendfile on;
+    tcp_nopush off;
+    open_file_cache max=1000 inactive=60s;
+    open_file_cache_valid 60s;
+    open_file_cache_min_uses 1;
+    proxy_cache_path $NX_DIR/cache levels=1:2 keys_zone=bench:10m max_size=1g inactive=1h use_temp_path=off;
+    proxy_cache bench;
+    proxy_cache_lock on;
+    add_header X-Cache \$upstream_cache_status;"
+fi
 {
     nginx_main "$NX_DIR" 1 | sed 's/^master_process on;/master_process off;/'
     echo "http {"
     nginx_http_common "$NX_DIR"
     cat <<EOF
+$NX_CACHE
 $(nginx_proxy_upstream "$UP_PORT")
     server {
         listen 127.0.0.1:$PORT;
@@ -173,10 +217,24 @@ EOF
 
 EW_DIR="$WORK/edgeward"
 mkdir -p "$EW_DIR" "$WORK/logs/bench"
+EW_CACHE=""
+EW_SITE_CACHE=""
+case "$HIT" in
+    memory) EW_CACHE=$'cache:\n  storage: memory' ;;
+    redis)  EW_CACHE=$'cache:\n  storage: redis\n  redis: { url: "redis://127.0.0.1:'"$RD_PORT"$'/0", key_prefix: "cost:" }'
+            start_bg redis redis-server --port "$RD_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK"
+            deadline=$(( SECONDS + 10 ))
+            until (exec 3<>"/dev/tcp/127.0.0.1/$RD_PORT") 2>/dev/null; do
+                (( SECONDS < deadline )) || die "redis-server did not start"
+                sleep 0.05
+            done ;;
+esac
+[[ -z "$HIT" ]] || EW_SITE_CACHE="        cache: { enabled: true }"
 cat >"$EW_DIR/edgeward.yaml" <<EOF
 listen: ["127.0.0.1:$PORT"]
 threads: 1
 grace_period: 1s
+$EW_CACHE
 accounts:
   bench:
     log_dir: $WORK/logs/bench
@@ -186,6 +244,7 @@ accounts:
         upstream:
           address: "127.0.0.1:$UP_PORT"
         access_log: { enabled: false }
+$EW_SITE_CACHE
 EOF
 
 PG_DIR="$WORK/pingap"
@@ -197,7 +256,7 @@ server_cmd() {
     case "$1" in
         nginx)             CMD=("$NGINX" -p "$NX_DIR" -e "$NX_DIR/error.log" -c "$NX_DIR/nginx.conf") ;;
         edgeward)          CMD=("$EDGEWARD" run -c "$EW_DIR/edgeward.yaml") ;;
-        pingora-static)    CMD=("$PINGORA_STATIC" "127.0.0.1:$PORT" 1 1) ;;
+        pingora-static)    CMD=("$PINGORA_STATIC" "127.0.0.1:$PORT" 1 "$BODY_KIB") ;;
         pingora-proxy-min) CMD=("$PINGORA_MIN" "127.0.0.1:$PORT" 1 "127.0.0.1:$UP_PORT") ;;
         pingap)            CMD=("$PINGAP" -c "$PG_DIR/pingap.toml") ;;
     esac
@@ -212,7 +271,24 @@ start_server() {   # NAME [valgrind args...]
     SERVER_PID=$LAST_PID
     wait_ready "$name" "$SERVER_PID" "http://127.0.0.1:$PORT$PATH_1K" bench.local "${READY_TIMEOUT:-30}"
     body=$(curl -s --max-time 5 -H 'Host: bench.local' "http://127.0.0.1:$PORT$PATH_1K")
-    [[ ${#body} == 1024 ]] || die "$name answered ${#body} bytes instead of 1024"
+    [[ ${#body} == "$BODY_LEN" ]] || die "$name answered ${#body} bytes instead of $BODY_LEN"
+    [[ -z "$HIT" ]] || check_hit "$name"
+}
+# check_hit NAME: with --hit, the server's answer is a hit from its cache
+# (the first request above stored it), checked in its header.
+check_hit() {
+    local name=$1 hdr="$RAW/$1-hit-header.txt" _
+    for _ in 1 2 3 4 5; do
+        curl -s -o /dev/null -D "$hdr" --max-time 5 -H 'Host: bench.local' "http://127.0.0.1:$PORT$PATH_1K" || true
+        case "$name" in
+            edgeward)       grep -qi '^cache-status: edgeward; hit' "$hdr" && return 0 ;;
+            nginx)          grep -qi '^x-cache: HIT' "$hdr" && return 0 ;;
+            pingora-static) grep -qi '^cache-status: pingora-static; hit' "$hdr" && return 0 ;;
+        esac
+        sleep 0.1
+    done
+    cat "$hdr" >&2
+    die "$name does not answer $PATH_1K from its cache"
 }
 stop_server() {
     stop_pid "$SERVER_PID"
@@ -313,12 +389,16 @@ done
 
 # ---------------------------------------------------------------- report
 cpu_model=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
-echo "## Cost per request: nginx, edgeward, Pingora (1 KiB answers)"
+if [[ -n "$HIT" ]]; then
+    echo "## Cost per request: nginx, edgeward, Pingora (${BODY_KIB} KiB answers, cache hits; edgeward's cache: $HIT)"
+else
+    echo "## Cost per request: nginx, edgeward, Pingora (${BODY_KIB} KiB answers)"
+fi
 echo
 echo "- command: \`$CMDLINE\`"
 echo "- date: $(date -u '+%Y-%m-%dT%H:%M:%SZ'); nproc $(nproc); cpu: ${cpu_model:-unknown}; kernel: $(uname -sr)"
 echo "- $("$NGINX" -v 2>&1 | head -n1); edgeward: $("$EDGEWARD" --version 2>&1 | head -n1) ($EDGEWARD)"
-echo "- setup: one worker/thread per server pinned to CPU $SERVER_CPU; wrk -t1 -c$CONNS and the origin (nginx, 1 worker, a 1 KiB file) on CPU $CLIENT_CPU; GET $PATH_1K, Host: bench.local"
+echo "- setup: one worker/thread per server pinned to CPU $SERVER_CPU; wrk -t1 -c$CONNS and the origin (nginx, 1 worker, a ${BODY_KIB} KiB file$([[ -z "$HIT" ]] || echo ', Cache-Control: max-age=3600')) on CPU $CLIENT_CPU; GET $PATH_1K, Host: bench.local$([[ "$HIT" != redis ]] || echo "; redis-server unpinned")"
 echo "- instructions: user space, valgrind callgrind, a ${IR_S}s run after a 2 s warm-up (requests counted: $(for name in "${NAMES[@]}"; do printf '%s %s; ' "$name" "${IRN[$name]:-n/a}"; done)kernel instructions not counted: no PMU); syscalls: strace -c -f, ${STRACE_S}s; context switches and CPU: perf stat (software events), ${NATIVE_S}s (CPU time moves with the machine's load); user / kernel split and minor page faults: utime, stime and minflt of /proc/PID/stat over the same run (${HZ} Hz ticks)"
 echo
 echo "| server | instructions/request (user) | syscalls/request | context switches/request | CPU µs/request (noisy) | of which user / kernel µs | page faults/request | syscalls ≥ 0.05/request |"
