@@ -627,13 +627,19 @@ async fn a_client_that_leaves_before_the_answer_closes_the_upstream_connection()
         }
     });
     let ew = Edgeward::start(&sites(&addr, &addr, &dead_address(), &dead_address())).await;
-    let mut client = tokio::net::TcpStream::connect(("127.0.0.1", ew.port))
-        .await
-        .unwrap();
-    client
-        .write_all(b"GET /slow HTTP/1.1\r\nHost: blog.example.org\r\n\r\n")
-        .await
-        .unwrap();
+    // Sends a GET for `path` and waits until the upstream has its head.
+    let send = |path: &'static str| {
+        let port = ew.port;
+        async move {
+            let mut client = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            let head = format!("GET {path} HTTP/1.1\r\nHost: blog.example.org\r\n\r\n");
+            client.write_all(head.as_bytes()).await.unwrap();
+            client
+        }
+    };
+    let client = send("/slow").await;
     let head = tokio::time::timeout(Duration::from_secs(10), got_rx.recv())
         .await
         .expect("the request did not reach the upstream")
@@ -646,13 +652,7 @@ async fn a_client_that_leaves_before_the_answer_closes_the_upstream_connection()
         .unwrap();
     // edgeward still serves: the next request opens a new upstream
     // connection, which gets the request.
-    let mut again = tokio::net::TcpStream::connect(("127.0.0.1", ew.port))
-        .await
-        .unwrap();
-    again
-        .write_all(b"GET /next HTTP/1.1\r\nHost: blog.example.org\r\n\r\n")
-        .await
-        .unwrap();
+    let _again = send("/next").await;
     let head = tokio::time::timeout(Duration::from_secs(10), got_rx.recv())
         .await
         .expect("the next request did not reach the upstream")
