@@ -160,5 +160,6 @@ pub(crate) fn site(
         ttl: c.ttl.map(|d| d.0),
         content_types,
         store_set_cookie: c.store_set_cookie.unwrap_or(false),
+        requests: Default::default(),
     })
 }

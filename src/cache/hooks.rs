@@ -7,10 +7,11 @@
 use super::invalidation;
 use super::key::{build_key, site_url};
 use super::policy::{self, NotStored, RequestDirectives};
+use super::settings::CacheResult;
 use super::store::{LOCK, store};
 use super::{CacheSettings, SiteCache};
+use crate::pages;
 use crate::request::normalize_host;
-use crate::{metrics, pages};
 use pingora::cache::key::{CacheHashKey, HashBinary};
 use pingora::cache::storage::Storage;
 use pingora::cache::{
@@ -153,9 +154,7 @@ pub(crate) async fn serve_fresh_hit(
     let mut header = Box::new(found.header);
     header.insert_header(http::header::AGE, found.age)?;
     header.insert_header(&crate::request_id::NAME, request_id)?;
-    metrics::CACHE_REQUESTS
-        .with_label_values(&[site.id.as_str(), "hit"])
-        .inc();
+    site.requests.count(&site.id, CacheResult::Hit);
     let header_only = session.req_header().method == http::Method::HEAD
         || found.body.iter().all(|b| b.is_empty());
     session.write_response_header(header, header_only).await?;
@@ -371,28 +370,31 @@ pub(crate) async fn response_filter(
     let phase = session.cache.phase();
     let status = resp.status.as_u16();
     let (value, result) = match phase {
-        CachePhase::Hit => ("edgeward; hit".to_string(), "hit"),
+        CachePhase::Hit => ("edgeward; hit".to_string(), CacheResult::Hit),
         CachePhase::StaleUpdating => (
             "edgeward; hit; detail=stale-while-revalidate".to_string(),
-            "stale",
+            CacheResult::Stale,
         ),
-        CachePhase::Stale => ("edgeward; hit; detail=stale-if-error".to_string(), "stale"),
+        CachePhase::Stale => (
+            "edgeward; hit; detail=stale-if-error".to_string(),
+            CacheResult::Stale,
+        ),
         CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => (
             format!(
                 "edgeward; fwd={}; fwd-status=304",
                 if cc.forced { "request" } else { "stale" }
             ),
-            "revalidated",
+            CacheResult::Revalidated,
         ),
         CachePhase::Expired => (
             format!(
                 "edgeward; fwd={}; fwd-status={status}; stored",
                 if cc.forced { "request" } else { "stale" }
             ),
-            "expired",
+            CacheResult::Expired,
         ),
-        CachePhase::Miss => ("edgeward; fwd=miss; stored".to_string(), "miss"),
-        CachePhase::Bypass => ("edgeward; fwd=bypass".to_string(), "bypass"),
+        CachePhase::Miss => ("edgeward; fwd=miss; stored".to_string(), CacheResult::Miss),
+        CachePhase::Bypass => ("edgeward; fwd=bypass".to_string(), CacheResult::Bypass),
         _ => {
             let detail = cc
                 .not_stored
@@ -403,13 +405,11 @@ pub(crate) async fn response_filter(
                     "edgeward; fwd={}{detail}",
                     if cc.forced { "request" } else { "miss" }
                 ),
-                "uncacheable",
+                CacheResult::Uncacheable,
             )
         }
     };
-    metrics::CACHE_REQUESTS
-        .with_label_values(&[site.id.as_str(), result])
-        .inc();
+    site.requests.count(&site.id, result);
     set_cache_status(resp, &value)?;
     if matches!(
         phase,

@@ -2,6 +2,9 @@
 //! runtime `Config` (global) and `Site` (per site).
 
 use crate::config::{Cidr, canonical};
+use crate::metrics;
+use pingora_prometheus::prometheus::IntCounter;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 pub(crate) const DEFAULT_MAX_SIZE: u64 = 256 * 1024 * 1024;
@@ -78,6 +81,67 @@ pub(crate) struct SiteCache {
     /// any.
     pub(crate) content_types: Option<Vec<String>>,
     pub(crate) store_set_cookie: bool,
+    /// The site's `edgeward_cache_requests_total` counters.
+    pub(crate) requests: CacheRequests,
+}
+
+/// What the cache did with a request of a cache-enabled site: the `result`
+/// label of `edgeward_cache_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CacheResult {
+    Hit,
+    Stale,
+    Miss,
+    Expired,
+    Revalidated,
+    Uncacheable,
+    Bypass,
+}
+
+impl CacheResult {
+    const COUNT: usize = 7;
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            CacheResult::Hit => "hit",
+            CacheResult::Stale => "stale",
+            CacheResult::Miss => "miss",
+            CacheResult::Expired => "expired",
+            CacheResult::Revalidated => "revalidated",
+            CacheResult::Uncacheable => "uncacheable",
+            CacheResult::Bypass => "bypass",
+        }
+    }
+}
+
+/// A site's `edgeward_cache_requests_total` counters, one per result, each
+/// resolved the first time that result is counted (so `/metrics` shows the
+/// series it showed before): counting does no label lookup, as for the
+/// other per-site metrics (`metrics.rs`). Not configuration: two sets compare
+/// equal.
+#[derive(Clone, Default)]
+pub(crate) struct CacheRequests([OnceLock<IntCounter>; CacheResult::COUNT]);
+
+impl CacheRequests {
+    pub(crate) fn count(&self, site: &str, result: CacheResult) {
+        self.0[result as usize]
+            .get_or_init(|| metrics::CACHE_REQUESTS.with_label_values(&[site, result.as_str()]))
+            .inc();
+    }
+}
+
+impl PartialEq for CacheRequests {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for CacheRequests {}
+
+impl std::fmt::Debug for CacheRequests {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CacheRequests")
+    }
 }
 
 impl SiteCache {
@@ -118,6 +182,33 @@ pub(crate) fn valid_media_range(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each result goes to its own series, labelled with the site; a result
+    /// never counted has no series, as when every count looked its labels up.
+    #[test]
+    fn cache_requests_count_into_their_series() {
+        use pingora_prometheus::prometheus::core::Collector;
+        use pingora_prometheus::prometheus::{Encoder, TextEncoder};
+        let site = "unit-test/cache-requests";
+        let requests = CacheRequests::default();
+        requests.count(site, CacheResult::Hit);
+        requests.clone().count(site, CacheResult::Hit);
+        requests.count(site, CacheResult::Miss);
+        let mut text = Vec::new();
+        TextEncoder::new()
+            .encode(&metrics::CACHE_REQUESTS.collect(), &mut text)
+            .unwrap();
+        let text = String::from_utf8(text).unwrap();
+        let mut lines: Vec<&str> = text.lines().filter(|l| l.contains(site)).collect();
+        lines.sort_unstable();
+        assert_eq!(
+            lines,
+            [
+                "edgeward_cache_requests_total{result=\"hit\",site=\"unit-test/cache-requests\"} 2",
+                "edgeward_cache_requests_total{result=\"miss\",site=\"unit-test/cache-requests\"} 1",
+            ]
+        );
+    }
 
     #[test]
     fn content_type_allow_list() {
