@@ -146,7 +146,6 @@ where
             && !session.downstream_session.is_subrequest()
             && !session.cache.enabled()
             && !session.cache.bypassing()
-            && !session.was_upgraded()
             && session.as_mut().is_body_done()
             && session.as_mut().is_body_empty()
             && session.as_ref().get_retry_buffer().is_none()
@@ -316,30 +315,14 @@ where
             }
 
             for slot in tasks.iter_mut() {
-                let mut task = std::mem::replace(slot, HttpTask::Done);
-                #[cfg(feature = "upstream_modules")]
-                if let HttpTask::Header(header, end_of_stream) = &task {
-                    if let Err(e) = self
-                        .inner
-                        .adjust_upstream_modules(session, header, *end_of_stream, ctx)
-                        .await
-                    {
-                        return (false, false, Some(e));
-                    }
-                }
-                #[cfg(feature = "upstream_modules")]
-                if let Err(e) = session.upstream_modules_filter_task(&mut task).await {
-                    return (false, false, Some(e));
-                }
-                session.upstream_compression.response_filter(&mut task);
+                let task = std::mem::replace(slot, HttpTask::Done);
                 match self
-                    .h1_response_filter(
+                    .upstream_task_filters(
                         session,
                         task,
                         ctx,
                         &mut serve_from_cache,
                         &mut range_body_filter,
-                        false,
                     )
                     .await
                 {
@@ -538,6 +521,41 @@ where
         Ok(upstream_can_reuse)
     }
 
+    // edgeward patch: the filters each upstream task goes through before it
+    // is written downstream, shared by `process_upstream_tasks` and
+    // `proxy_1to1_bodiless` (moved here from the former, unchanged).
+    async fn upstream_task_filters(
+        &self,
+        session: &mut Session,
+        mut task: HttpTask,
+        ctx: &mut SV::CTX,
+        serve_from_cache: &mut ServeFromCache,
+        range_body_filter: &mut RangeBodyFilter,
+    ) -> Result<HttpTask>
+    where
+        SV: ProxyHttp + Send + Sync,
+        SV::CTX: Send + Sync,
+    {
+        #[cfg(feature = "upstream_modules")]
+        if let HttpTask::Header(header, end_of_stream) = &task {
+            self.inner
+                .adjust_upstream_modules(session, header, *end_of_stream, ctx)
+                .await?;
+        }
+        #[cfg(feature = "upstream_modules")]
+        session.upstream_modules_filter_task(&mut task).await?;
+        session.upstream_compression.response_filter(&mut task);
+        self.h1_response_filter(
+            session,
+            task,
+            ctx,
+            serve_from_cache,
+            range_body_filter,
+            false,
+        )
+        .await
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn process_upstream_tasks(
         &self,
@@ -582,17 +600,8 @@ where
                 // skip downstream filtering entirely as the 304 will not be sent
                 break;
             }
-            #[cfg(feature = "upstream_modules")]
-            if let HttpTask::Header(header, end_of_stream) = &t {
-                self.inner
-                    .adjust_upstream_modules(session, header, *end_of_stream, ctx)
-                    .await?;
-            }
-            #[cfg(feature = "upstream_modules")]
-            session.upstream_modules_filter_task(&mut t).await?;
-            session.upstream_compression.response_filter(&mut t);
             let task = self
-                .h1_response_filter(session, t, ctx, serve_from_cache, range_body_filter, false)
+                .upstream_task_filters(session, t, ctx, serve_from_cache, range_body_filter)
                 .await?;
             if serve_from_cache.is_miss_header() {
                 response_state.enable_cached_response();
