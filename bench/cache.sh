@@ -191,18 +191,8 @@ EWD_PID=$LAST_PID
 # ---------------------------------------------------------------- nginx proxy_cache
 NX_DIR="$WORK/nginx"
 mkdir -p "$NX_DIR/tmp" "$NX_DIR/cache"
-# As an operator would: sendfile and an open file cache (proxy_cache's files
-# are opened through it).
 nginx_conf "$NX_DIR" "$THREADS" "
-    sendfile on;
-    # tcp_nopush off: with it (and sendfile) every keep-alive 100 KiB hit
-    # stalled ~40 ms on loopback (1.5k req/s, p50 44 ms): the last partial
-    # segment waited for a delayed ACK.
-    tcp_nopush off;
-    open_file_cache max=1000 inactive=60s;
-    open_file_cache_valid 60s;
-    open_file_cache_min_uses 1;
-    proxy_cache_path $NX_DIR/cache levels=1:2 keys_zone=bench:10m max_size=1g inactive=1h use_temp_path=off;
+$(nginx_cache_http "$NX_DIR")
     upstream origin { server 127.0.0.1:$UP_PORT; keepalive 64; }
     server {
         listen 127.0.0.1:$NX_PORT;
@@ -210,9 +200,6 @@ nginx_conf "$NX_DIR" "$THREADS" "
             proxy_pass http://origin;
             proxy_http_version 1.1;
             proxy_set_header Connection \"\";
-            proxy_cache bench;
-            proxy_cache_lock on;
-            add_header X-Cache \$upstream_cache_status;
         }
     }" >"$NX_DIR/nginx.conf"
 start_bg nginx "$NGINX" -p "$NX_DIR" -e "$NX_DIR/error.log" -c "$NX_DIR/nginx.conf"
@@ -242,21 +229,13 @@ for p in "${NAMES[@]}"; do
 done
 
 # ---------------------------------------------------------------- warm + check hits
-is_hit() {   # PROXY HEADERS-FILE
-    case "$1" in
-        edgeward-*) grep -qi '^cache-status: edgeward; hit' "$2" ;;
-        nginx)      grep -qi '^x-cache: HIT' "$2" ;;
-        varnish)    grep -qiE '^x-varnish: [0-9]+ [0-9]+' "$2" ;;
-        pingora-static) grep -qi '^cache-status: pingora-static; hit' "$2" ;;
-    esac
-}
 for s in "${SIZE_LIST[@]}"; do
     for p in "${NAMES[@]}"; do
         url="http://127.0.0.1:${PORT[$p]}/obj${s}k.txt"
         ok=0
         for _ in 1 2 3 4 5; do
             size=$(curl -s -o /dev/null -w '%{size_download}' -D "$RAW/hdr-$p-$s.txt" -H 'Host: bench.local' "$url") || size=0
-            if [[ "$size" == $(( s * 1024 )) ]] && is_hit "$p" "$RAW/hdr-$p-$s.txt"; then ok=1; break; fi
+            if [[ "$size" == $(( s * 1024 )) ]] && is_cache_hit "$p" "$RAW/hdr-$p-$s.txt"; then ok=1; break; fi
             sleep 0.1
         done
         (( ok )) || { cat "$RAW/hdr-$p-$s.txt" >&2; die "$p does not answer obj${s}k.txt from its cache"; }

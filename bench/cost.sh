@@ -187,18 +187,7 @@ wait_ready origin "$LAST_PID" "http://127.0.0.1:$UP_PORT$PATH_1K" localhost 10
 NX_DIR="$WORK/nginx"
 mkdir -p "$NX_DIR/tmp" "$NX_DIR/cache"
 NX_CACHE=""
-if [[ -n "$HIT" ]]; then
-    # As bench/cache.sh: proxy_cache with sendfile and an open file cache.
-    NX_CACHE="    sendfile on;
-    tcp_nopush off;
-    open_file_cache max=1000 inactive=60s;
-    open_file_cache_valid 60s;
-    open_file_cache_min_uses 1;
-    proxy_cache_path $NX_DIR/cache levels=1:2 keys_zone=bench:10m max_size=1g inactive=1h use_temp_path=off;
-    proxy_cache bench;
-    proxy_cache_lock on;
-    add_header X-Cache \$upstream_cache_status;"
-fi
+[[ -z "$HIT" ]] || NX_CACHE=$(nginx_cache_http "$NX_DIR")
 {
     nginx_main "$NX_DIR" 1 | sed 's/^master_process on;/master_process off;/'
     echo "http {"
@@ -280,11 +269,7 @@ check_hit() {
     local name=$1 hdr="$RAW/$1-hit-header.txt" _
     for _ in 1 2 3 4 5; do
         curl -s -o /dev/null -D "$hdr" --max-time 5 -H 'Host: bench.local' "http://127.0.0.1:$PORT$PATH_1K" || true
-        case "$name" in
-            edgeward)       grep -qi '^cache-status: edgeward; hit' "$hdr" && return 0 ;;
-            nginx)          grep -qi '^x-cache: HIT' "$hdr" && return 0 ;;
-            pingora-static) grep -qi '^cache-status: pingora-static; hit' "$hdr" && return 0 ;;
-        esac
+        is_cache_hit "$name" "$hdr" && return 0
         sleep 0.1
     done
     cat "$hdr" >&2
