@@ -606,16 +606,12 @@ async fn a_client_that_leaves_before_the_answer_closes_the_upstream_connection()
             let got_tx = got_tx.clone();
             let closed_tx = closed_tx.clone();
             tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let _ = got_tx.send(String::from_utf8_lossy(&buf).into_owned());
+                let Some(head) = read_head(&mut s).await else {
+                    return;
+                };
+                let _ = got_tx.send(String::from_utf8_lossy(&head).into_owned());
                 // Never answer; report when edgeward closes the connection.
+                let mut chunk = [0u8; 4096];
                 loop {
                     match s.read(&mut chunk).await {
                         Ok(0) | Err(_) => break,

@@ -627,14 +627,9 @@ async fn raw_attack_bytes_reach_the_waf_and_malformed_requests_do_not_pass() {
     tokio::spawn(async move {
         while let Ok((mut s, _)) = lax.accept().await {
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
+                let Some(head) = read_head(&mut s).await else {
+                    return;
+                };
                 let line = head
                     .split(|&b| b == b'\r')
                     .next()

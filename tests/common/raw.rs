@@ -60,6 +60,21 @@ impl Exchange {
     }
 }
 
+/// Read from `s` until the end of a message head (the blank line); None
+/// when the peer closes or fails first. What follows the head may be in the
+/// bytes returned.
+pub(crate) async fn read_head(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => head.extend_from_slice(&chunk[..n]),
+        }
+    }
+    Some(head)
+}
+
 /// Send `bytes` in one write to `port`, then read responses until the
 /// server closes the connection or has been silent for `idle`.
 pub(crate) async fn exchange(port: u16, bytes: &[u8], idle: Duration) -> Exchange {
