@@ -35,21 +35,29 @@ pub(crate) fn is_valid(id: &[u8]) -> bool {
 
 /// A new id: 32 lowercase hex digits, unique within and across processes.
 pub(crate) fn generate() -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut out = [0u8; 32];
-    let bytes = PREFIX.to_be_bytes().into_iter().chain(n.to_be_bytes());
-    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = HEX[usize::from(b >> 4)];
-        pair[1] = HEX[usize::from(b & 0xf)];
-    }
-    // Only ASCII hex digits were written: never the empty default.
-    std::str::from_utf8(&out)
-        .map(str::to_owned)
-        .unwrap_or_default()
+    let mut id = String::with_capacity(32);
+    id.push_str(PREFIX_HEX.as_str());
+    push_hex(&mut id, n);
+    id
 }
 
-/// The id for a request that carried `incoming` (if any).
+/// `PREFIX` in hex, once: each id only formats its counter.
+static PREFIX_HEX: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let mut s = String::with_capacity(16);
+    push_hex(&mut s, *PREFIX);
+    s
+});
+
+/// `n` as 16 lowercase hex digits.
+fn push_hex(out: &mut String, n: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for b in n.to_be_bytes() {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+}
+
 pub(crate) fn for_request(incoming: Option<&[u8]>) -> String {
     match incoming {
         // `is_valid`: ASCII only, so never `generate` here.
