@@ -121,6 +121,10 @@ trait SendRequest {
 
 impl SendRequest for hyper::client::conn::http1::SendRequest<Full<Bytes>> {
     async fn send(&mut self, req: Request<Full<Bytes>>) -> Result<Response<Incoming>, String> {
+        // After a response, hyper's connection takes a moment to be ready
+        // for the next request; sent before that, a request is refused
+        // ("operation was canceled") without reaching the wire.
+        self.ready().await.map_err(|e| format!("ready: {e}"))?;
         self.send_request(req)
             .await
             .map_err(|e| format!("send: {e}"))
