@@ -58,6 +58,7 @@ fn push_hex(out: &mut String, n: u64) {
     }
 }
 
+/// The id for a request that carried `incoming` (if any).
 pub(crate) fn for_request(incoming: Option<&[u8]>) -> String {
     match incoming {
         // `is_valid`: ASCII only, so never `generate` here.
