@@ -203,6 +203,10 @@ pub(crate) fn peer(u: &Upstream, program: Option<SocketAddr>) -> Result<Box<Http
     // the client in title case (`Content-Type`, `X-Powered-By`), as most
     // servers spell them; each field then costs one header map, not two.
     peer.options.drop_h1_response_header_case = true;
+    // The parsed response header goes to the proxy without a copy kept in
+    // the upstream session (which keeps status, version and the keep-alive
+    // fields only): nothing reads the session's copy.
+    peer.options.hand_off_h1_response_header = true;
     Ok(Box::new(peer))
 }
 

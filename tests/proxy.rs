@@ -590,6 +590,66 @@ async fn idle_upstream_connections_are_reused_and_closed_when_the_upstream_close
     assert_eq!((r.status, r.body.as_str()), (200, "ok"));
 }
 
+/// An upstream that answers `path` with `head` (and a 2-byte body `ok`)
+/// and then leaves the connection open; reports on the channel when
+/// edgeward closes its side of it.
+async fn upstream_leaving_its_connection_open(
+    head: &'static str,
+) -> (String, tokio::sync::mpsc::UnboundedReceiver<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (closed_tx, closed_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let closed_tx = closed_tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let answer = format!("{head}content-length: 2\r\n\r\nok");
+                if s.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+                // Never closed from this side: only edgeward can end it.
+                while let Ok(n) = s.read(&mut chunk).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+                let _ = closed_tx.send(());
+            });
+        }
+    });
+    (addr, closed_rx)
+}
+
+/// An upstream answer that says the connection ends (`Connection: close`,
+/// or HTTP/1.0 without keep-alive) is the last on its connection: edgeward
+/// closes it, even when the upstream leaves it open, instead of putting it
+/// back in the pool and sending the next request down it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_answer_that_ends_its_connection_is_not_pooled() {
+    for head in [
+        "HTTP/1.1 200 OK\r\nConnection: close\r\n",
+        "HTTP/1.0 200 OK\r\n",
+    ] {
+        let (addr, mut closed) = upstream_leaving_its_connection_open(head).await;
+        let ew = Edgeward::start(&sites(&addr, &addr, &dead_address(), &dead_address())).await;
+        let r = get(ew.port, "blog.example.org", "/last").await.unwrap();
+        assert_eq!((r.status, r.body.as_str()), (200, "ok"), "{head:?}");
+        tokio::time::timeout(Duration::from_secs(10), closed.recv())
+            .await
+            .unwrap_or_else(|_| panic!("edgeward kept the connection after {head:?}"))
+            .unwrap();
+    }
+}
+
 /// A client that leaves while the upstream has not answered yet ends the
 /// proxying: edgeward closes that upstream connection (nginx does the same
 /// by default) instead of waiting for an answer nobody will read, and the

@@ -29,6 +29,7 @@ use super::*;
 use once_cell::sync::Lazy;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 static TIMER_MANAGER: Lazy<Arc<TimerManager>> = Lazy::new(|| {
     let tm = Arc::new(TimerManager::new());
@@ -46,7 +47,12 @@ static FAST_TIMEOUT_TO_TOKIO_THRESHOLD_SECS: AtomicU64 =
     AtomicU64::new(DEFAULT_FAST_TIMEOUT_TO_TOKIO_THRESHOLD_SECS);
 
 fn check_clock_thread(tm: &Arc<TimerManager>) {
-    if tm.should_i_start_clock() {
+    check_clock_thread_at(tm, Instant::now());
+}
+
+/// edgeward patch: [`check_clock_thread`] with the time already read.
+fn check_clock_thread_at(tm: &Arc<TimerManager>, now: Instant) {
+    if tm.should_i_start_clock_at(now) {
         std::thread::Builder::new()
             .name("Timer thread".into())
             .spawn(|| TIMER_MANAGER.clock_thread())
@@ -90,7 +96,15 @@ pub struct FastTimeout(Duration);
 
 impl ToTimeout for FastTimeout {
     fn timeout(&self) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
-        Box::pin(TIMER_MANAGER.register_timer(self.0).poll())
+        // edgeward patch: the clock thread is checked here, when the timer is
+        // armed (the wrapped future was not ready at its first poll), with
+        // the one clock read the registration needs anyway; `fast_timeout()`
+        // no longer reads the clock for it when the timeout is created,
+        // which most of the time (a read or write that is ready at once)
+        // was the only use of that read.
+        let now = Instant::now();
+        check_clock_thread_at(&TIMER_MANAGER, now);
+        Box::pin(TIMER_MANAGER.register_timer_at(now, self.0).poll())
     }
 
     fn create(d: Duration) -> Self {
@@ -112,6 +126,8 @@ pub struct FastOrTokioTimeout {
 }
 
 impl FastOrTokioTimeout {
+    // edgeward patch: only the tests ask (see `fast_timeout`).
+    #[cfg(test)]
     fn use_tokio(&self) -> bool {
         matches!(self.kind, TimeoutKind::Tokio)
     }
@@ -142,18 +158,18 @@ pub fn fast_timeout<T>(duration: Duration, future: T) -> Timeout<T, FastOrTokioT
 where
     T: Future,
 {
+    // edgeward patch: the clock thread is checked when the timer is armed
+    // (`FastTimeout::timeout`), not here.
     let callback = FastOrTokioTimeout::create(duration);
-    if !callback.use_tokio() {
-        check_clock_thread(&TIMER_MANAGER);
-    }
-
     Timeout::new_with_callback(future, callback)
 }
 
 /// Similar to [tokio::time::sleep] but more efficient.
 pub async fn fast_sleep(duration: Duration) {
-    check_clock_thread(&TIMER_MANAGER);
-    TIMER_MANAGER.register_timer(duration).poll().await
+    // edgeward patch: one clock read for the check and the registration.
+    let now = Instant::now();
+    check_clock_thread_at(&TIMER_MANAGER, now);
+    TIMER_MANAGER.register_timer_at(now, duration).poll().await
 }
 
 /// Pause the timer for fork()

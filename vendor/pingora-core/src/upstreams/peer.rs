@@ -561,6 +561,13 @@ pub struct PeerOptions {
     /// two). Written out again, the names are in title case (`Content-Type`,
     /// `X-Powered-By`). Default false.
     pub drop_h1_response_header_case: bool,
+    /// edgeward patch: an HTTP/1 session hands the parsed response header to
+    /// the caller of `read_resp_header_parts` (the proxy) and keeps only what
+    /// it still needs of it (status, version, `Connection`, `Keep-Alive`,
+    /// whether `Transfer-Encoding` was there), instead of a copy of the whole
+    /// header. `resp_header()` and `get_header()` are then `None` once the
+    /// header is handed out. Default false.
+    pub hand_off_h1_response_header: bool,
     /// Controls automatically forwarded request headers sent to HTTP upstreams.
     pub http_upstream_request_policy: HttpUpstreamRequestPolicy,
     pub extra_proxy_headers: BTreeMap<String, Vec<u8>>,
@@ -623,6 +630,7 @@ impl PeerOptions {
             // edgeward patch: see the field.
             strict_h1_response_framing: false,
             drop_h1_response_header_case: false,
+            hand_off_h1_response_header: false,
             http_upstream_request_policy: HttpUpstreamRequestPolicy::default(),
             extra_proxy_headers: BTreeMap::new(),
             curves: None,

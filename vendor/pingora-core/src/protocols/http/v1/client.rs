@@ -71,6 +71,54 @@ pub struct HttpSession {
     pub(crate) strict_h1_response_framing: bool,
     /// edgeward patch: see `PeerOptions::drop_h1_response_header_case`.
     pub(crate) drop_h1_response_header_case: bool,
+    /// edgeward patch: see `PeerOptions::hand_off_h1_response_header`.
+    pub(crate) hand_off_h1_response_header: bool,
+    /// edgeward patch: what this session kept of the response header it
+    /// handed out (`hand_off_h1_response_header`).
+    handed_off: Option<HandedOffResponse>,
+    /// edgeward patch: the framing of the response header just parsed, as
+    /// `validate_response` found it, for `init_body_reader`.
+    resp_framing: Option<RespFraming>,
+}
+
+/// edgeward patch: how the response header just parsed frames its body, found
+/// once (the header read checks `Transfer-Encoding`, `validate_response` parses
+/// `Content-Length`) instead of again by `init_body_reader`: four header
+/// lookups and a parse of the length less per response.
+#[derive(Debug, Clone, Copy)]
+struct RespFraming {
+    /// `Transfer-Encoding` is present (`Content-Length` is then gone).
+    transfer_encoding: bool,
+    /// The length that frames the body: `None` without `Content-Length`, or
+    /// for one tolerated as invalid (`allow_h1_response_invalid_content_length`).
+    content_length: Option<usize>,
+}
+
+/// edgeward patch: what an HTTP/1 client session still needs of a response
+/// header it handed to its caller: the status (which part of the response
+/// comes next), and what decides whether the connection is kept
+/// (`respect_keepalive`).
+#[derive(Debug)]
+struct HandedOffResponse {
+    status: StatusCode,
+    version: Version,
+    connection: Option<HeaderValue>,
+    keep_alive: Option<HeaderValue>,
+    transfer_encoding: bool,
+}
+
+impl HandedOffResponse {
+    fn of(header: &ResponseHeader) -> Self {
+        // `get` is the first value, as `get_header` gave before.
+        static KEEP_ALIVE: header::HeaderName = header::HeaderName::from_static("keep-alive");
+        HandedOffResponse {
+            status: header.status,
+            version: header.version,
+            connection: header.headers.get(header::CONNECTION).cloned(),
+            keep_alive: header.headers.get(&KEEP_ALIVE).cloned(),
+            transfer_encoding: header.headers.contains_key(header::TRANSFER_ENCODING),
+        }
+    }
 }
 
 /// HTTP 1.x client session
@@ -106,6 +154,9 @@ impl HttpSession {
             allow_h1_response_invalid_content_length: false,
             strict_h1_response_framing: false,
             drop_h1_response_header_case: false,
+            hand_off_h1_response_header: false,
+            handed_off: None,
+            resp_framing: None,
         }
     }
 
@@ -119,6 +170,7 @@ impl HttpSession {
             // edgeward patch: see PeerOptions::strict_h1_response_framing.
             session.strict_h1_response_framing = options.strict_h1_response_framing;
             session.drop_h1_response_header_case = options.drop_h1_response_header_case;
+            session.hand_off_h1_response_header = options.hand_off_h1_response_header;
         }
         session
     }
@@ -212,12 +264,21 @@ impl HttpSession {
 
     // Validate the response header read. This function must be called after the response header
     // read.
-    fn validate_response(&self) -> Result<()> {
+    /// Validate the response header just read; returns the `Content-Length`
+    /// that frames its body, if any (edgeward patch: so that `init_body_reader`
+    /// does not parse it again). `has_content_length`: the header has one
+    /// (edgeward patch: known to the caller, which looked it up).
+    fn validate_response(&self, has_content_length: bool) -> Result<Option<usize>> {
         let resp_header = self
             .response_header
             .as_ref()
             .expect("response header must be read");
 
+        // edgeward patch: no Content-Length, nothing to validate (the checks
+        // below all pass then, and there is no length).
+        if !has_content_length {
+            return Ok(None);
+        }
         // Validate/reconcile Content-Length per RFC 9110 section 8.6 (hyper
         // parity): identical duplicates and comma-combined identical values are
         // accepted and collapsed. Conflicting or duplicate values are always an
@@ -228,25 +289,29 @@ impl HttpSession {
         // value, never a list or a repeated field (which RFC 9110 section 8.6 lets a
         // recipient merge): a proxy forwards one unambiguous length or nothing.
         if self.strict_h1_response_framing
-            && resp_header.headers.contains_key(header::CONTENT_LENGTH)
             && !super::common::content_length_is_single_token(&resp_header.headers)
         {
             return Error::e_explain(InvalidHTTPHeader, "Content-Length list or duplicate");
         }
-        if let Err(e) = super::common::validate_content_length(&resp_header.headers) {
-            if self.allow_h1_response_invalid_content_length
-                && super::common::content_length_is_single_token(&resp_header.headers)
-            {
-                debug!(
-                    "tolerating invalid Content-Length ({e}); \
-                     treating response as close-delimited"
-                );
-            } else {
-                return Err(e);
+        // edgeward patch: `content_length_for_framing` is what
+        // `validate_content_length` checks when there is no Transfer-Encoding
+        // (the case here), and its value is the length that frames the body.
+        match super::common::content_length_for_framing(&resp_header.headers) {
+            Ok(cl) => Ok(cl),
+            Err(e) => {
+                if self.allow_h1_response_invalid_content_length
+                    && super::common::content_length_is_single_token(&resp_header.headers)
+                {
+                    debug!(
+                        "tolerating invalid Content-Length ({e}); \
+                         treating response as close-delimited"
+                    );
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
             }
         }
-
-        Ok(())
     }
 
     fn clear_response_header_read_state(&mut self) {
@@ -374,8 +439,22 @@ impl HttpSession {
                         self.preread_body = Some(BufRef(s, total_read));
                         self.buf = buf;
                         self.response_header = Some(response_header);
-                        if let Err(e) = self.validate_response() {
-                            return self.fail_response_header_read(e);
+                        // edgeward patch: the facts of a handed-out informational header
+                        // give way to this one.
+                        self.handed_off = None;
+                        self.resp_framing = None;
+                        // edgeward patch: Content-Length is left only without
+                        // Transfer-Encoding (removed above otherwise).
+                        let has_content_length =
+                            contains_content_length && !contains_transfer_encoding;
+                        match self.validate_response(has_content_length) {
+                            Ok(content_length) => {
+                                self.resp_framing = Some(RespFraming {
+                                    transfer_encoding: contains_transfer_encoding,
+                                    content_length,
+                                });
+                            }
+                            Err(e) => return self.fail_response_header_read(e),
                         }
                         // convert to upgrade body type
                         // https://datatracker.ietf.org/doc/html/rfc9110#status.101
@@ -482,7 +561,14 @@ impl HttpSession {
         // copy is only looked up (framing, keep-alive): it has no case map.
         // safe to unwrap because it is just read
         let parsed = self.response_header.take().unwrap();
-        self.response_header = Some(Box::new(parsed.clone_without_case()));
+        if self.hand_off_h1_response_header {
+            // edgeward patch: no copy at all; the session keeps what
+            // `get_status` and `respect_keepalive` still read
+            // (see PeerOptions::hand_off_h1_response_header).
+            self.handed_off = Some(HandedOffResponse::of(&parsed));
+        } else {
+            self.response_header = Some(Box::new(parsed.clone_without_case()));
+        }
         Ok(parsed)
     }
 
@@ -508,7 +594,39 @@ impl HttpSession {
 
     /// Return the status code of the response if read
     pub fn get_status(&self) -> Option<StatusCode> {
-        self.response_header.as_ref().map(|h| h.status)
+        // edgeward patch: or of the header handed out.
+        match (&self.response_header, &self.handed_off) {
+            (Some(h), _) => Some(h.status),
+            (None, Some(f)) => Some(f.status),
+            (None, None) => None,
+        }
+    }
+
+    /// edgeward patch: the response's version, also once its header is handed out.
+    fn resp_version(&self) -> Option<Version> {
+        match (&self.response_header, &self.handed_off) {
+            (Some(h), _) => Some(h.version),
+            (None, Some(f)) => Some(f.version),
+            (None, None) => None,
+        }
+    }
+
+    /// edgeward patch: the response's first `Connection` value, also once its
+    /// header is handed out.
+    fn resp_connection(&self) -> Option<&HeaderValue> {
+        match &self.handed_off {
+            Some(f) if self.response_header.is_none() => f.connection.as_ref(),
+            _ => self.get_header(header::CONNECTION),
+        }
+    }
+
+    /// edgeward patch: whether the response had `Transfer-Encoding`, also once
+    /// its header is handed out.
+    fn resp_has_transfer_encoding(&self) -> bool {
+        match &self.handed_off {
+            Some(f) if self.response_header.is_none() => f.transfer_encoding,
+            _ => self.get_header(header::TRANSFER_ENCODING).is_some(),
+        }
     }
 
     async fn do_read_body(&mut self) -> Result<Option<BufRef>> {
@@ -618,12 +736,9 @@ impl HttpSession {
 
         // Per [RFC 9112 Section 6.1-16](https://datatracker.ietf.org/doc/html/rfc9112#section-6.1-16),
         // if Transfer-Encoding is received in HTTP/1.0 response, connection MUST be closed after processing.
-        if self.resp_header().map(|h| h.version) == Some(Version::HTTP_10)
-            && self
-                .resp_header()
-                .and_then(|h| h.headers.get(header::TRANSFER_ENCODING))
-                .is_some()
-        {
+        // edgeward patch: version and fields through the resp_* helpers, which
+        // also answer once the header is handed out.
+        if self.resp_version() == Some(Version::HTTP_10) && self.resp_has_transfer_encoding() {
             self.set_keepalive(None);
             return;
         }
@@ -638,7 +753,7 @@ impl HttpSession {
             } else {
                 self.set_keepalive(None);
             }
-        } else if self.resp_header().map(|h| h.version) == Some(Version::HTTP_11) {
+        } else if self.resp_version() == Some(Version::HTTP_11) {
             self.set_keepalive(Some(0)); // on by default for http 1.1
         } else {
             self.set_keepalive(None); // off by default for http 1.0
@@ -659,7 +774,7 @@ impl HttpSession {
         match request_keepalive {
             // ignore what the server sends if request disables keepalive explicitly
             Some(false) => Some(false),
-            _ => is_buf_keepalive(self.get_header(header::CONNECTION)),
+            _ => is_buf_keepalive(self.resp_connection()),
         }
     }
 
@@ -671,7 +786,11 @@ impl HttpSession {
         // edgeward patch: looked up by a static name; a `&str` is parsed
         // into a `HeaderName` on every call (about 200 instructions).
         static KEEP_ALIVE: header::HeaderName = header::HeaderName::from_static("keep-alive");
-        let Some(keep_alive_header) = self.get_header(&KEEP_ALIVE) else {
+        let keep_alive = match &self.handed_off {
+            Some(f) if self.response_header.is_none() => f.keep_alive.as_ref(),
+            _ => self.get_header(&KEEP_ALIVE),
+        };
+        let Some(keep_alive_header) = keep_alive else {
             return (None, None);
         };
 
@@ -752,13 +871,25 @@ impl HttpSession {
                 }
             }
 
+            // edgeward patch: the framing `read_response` found, when it is
+            // of the current header (it always is when called from there).
+            let (chunked, content_length) = match self.resp_framing {
+                Some(f) => (
+                    f.transfer_encoding && self.is_chunked_encoding(),
+                    f.content_length,
+                ),
+                None => (
+                    self.is_chunked_encoding(),
+                    self.get_content_length().unwrap_or(None),
+                ),
+            };
             if upgraded {
                 self.body_reader.init_close_delimited(preread_body);
                 self.close_delimited_resp = true;
-            } else if self.is_chunked_encoding() {
+            } else if chunked {
                 // if chunked encoding, content-length should be ignored
                 self.body_reader.init_chunked(preread_body);
-            } else if let Some(cl) = self.get_content_length().unwrap_or(None) {
+            } else if let Some(cl) = content_length {
                 self.body_reader.init_content_length(cl, preread_body);
             } else {
                 self.body_reader.init_close_delimited(preread_body);
@@ -1959,6 +2090,77 @@ mod tests_stream {
         // Keepalive should be enabled for properly-framed HTTP/1.1
         http_stream.respect_keepalive();
         assert!(http_stream.will_keepalive());
+    }
+
+    /// edgeward patch: with `hand_off_h1_response_header` the session keeps no
+    /// copy of the header it hands out, and still reads the same status and
+    /// makes the same keep-alive decision as with its copy, after an
+    /// informational response too.
+    #[tokio::test]
+    async fn hand_off_h1_response_header_keeps_status_and_keepalive() {
+        init_log();
+        let cases: [(&[u8], KeepaliveStatus); 5] = [
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc",
+                KeepaliveStatus::Infinite,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 3\r\n\r\nabc",
+                KeepaliveStatus::Off,
+            ),
+            (
+                b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=7, max=9\r\n\
+                  Content-Length: 3\r\n\r\nabc",
+                KeepaliveStatus::Timeout(Duration::from_secs(7)),
+            ),
+            (
+                b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n\
+                  3\r\nabc\r\n0\r\n\r\n",
+                KeepaliveStatus::Off,
+            ),
+            (
+                b"HTTP/1.1 100 Continue\r\nConnection: close\r\n\r\n\
+                  HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc",
+                KeepaliveStatus::Infinite,
+            ),
+        ];
+        for (input, expected) in cases {
+            for hand_off in [false, true] {
+                let mock_io = Builder::new().read(input).build();
+                let mut http_stream = HttpSession::new(Box::new(mock_io));
+                http_stream.hand_off_h1_response_header = hand_off;
+                let mut statuses = vec![];
+                let mut body = vec![];
+                loop {
+                    match http_stream.read_response_task().await.unwrap() {
+                        HttpTask::Header(h, _) => {
+                            statuses.push(h.status.as_u16());
+                            // the caller gets every field either way
+                            assert!(h.headers.len() >= 1);
+                            assert_eq!(http_stream.get_status(), Some(h.status));
+                            assert_eq!(http_stream.resp_header().is_none(), hand_off);
+                        }
+                        HttpTask::Body(b, done) => {
+                            body.extend_from_slice(&b.unwrap_or_default());
+                            if done {
+                                break;
+                            }
+                        }
+                        HttpTask::Done => break,
+                        t => panic!("unexpected task {t:?}"),
+                    }
+                }
+                assert_eq!(body, b"abc");
+                assert_eq!(*statuses.last().unwrap(), 200);
+                http_stream.respect_keepalive();
+                assert_eq!(
+                    http_stream.keepalive_timeout,
+                    expected,
+                    "hand_off {hand_off}: {}",
+                    String::from_utf8_lossy(input)
+                );
+            }
+        }
     }
 
     #[tokio::test]
