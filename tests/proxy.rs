@@ -590,9 +590,9 @@ async fn idle_upstream_connections_are_reused_and_closed_when_the_upstream_close
     assert_eq!((r.status, r.body.as_str()), (200, "ok"));
 }
 
-/// An upstream that answers `path` with `head` (and a 2-byte body `ok`)
-/// and then leaves the connection open; reports on the channel when
-/// edgeward closes its side of it.
+/// An upstream that answers the first request of each connection with
+/// `head` (and a 2-byte body `ok`) and then leaves the connection open;
+/// reports on the channel when edgeward closes its side of it.
 async fn upstream_leaving_its_connection_open(
     head: &'static str,
 ) -> (String, tokio::sync::mpsc::UnboundedReceiver<()>) {
