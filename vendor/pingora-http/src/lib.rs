@@ -707,9 +707,12 @@ impl ResponseHeader {
 /// Build a [Uri] carrying only a path-and-query component. `target` is the original
 /// request-target, used for error context.
 fn path_and_query_uri(path_and_query: &str, target: &str) -> Result<Uri> {
-    Uri::builder()
-        .path_and_query(path_and_query)
-        .build()
+    // edgeward patch: the `Uri` made straight from its one component; was
+    // `Uri::builder().path_and_query(..).build()`, which parses the same
+    // component and builds the same `Uri` (no scheme, no authority) through
+    // a `Builder` and a `Parts`, moved from call to call.
+    http::uri::PathAndQuery::try_from(path_and_query)
+        .map(Uri::from)
         .explain_err(InvalidHTTPHeader, |_| format!("invalid uri {target}"))
 }
 
@@ -978,6 +981,7 @@ where
 /// Debug builds panic on precondition violation via the sanity check in
 /// [`HeaderValue::from_maybe_shared_unchecked`]. Release builds skip the
 /// check; invalid input is undefined behavior per the `http` crate.
+#[inline] // edgeward patch: see `normalize_field_value`
 pub fn header_value_from_raw(raw: impl Into<bytes::Bytes>) -> HeaderValue {
     let normalized = normalize_field_value(raw.into());
     // SAFETY: `normalize_field_value` replaces all CR/LF/NUL with SP; by
@@ -1011,12 +1015,23 @@ pub fn header_value_from_slice(raw: &[u8]) -> HeaderValue {
 ///
 /// [RFC 9112 section 5.2]: https://datatracker.ietf.org/doc/html/rfc9112#section-5.2
 /// [RFC 9110 section 5.5]: https://datatracker.ietf.org/doc/html/rfc9110#section-5.5
+// edgeward patch: the check is inlined where the value is built (each field
+// value of every upstream response passes here); the rewrite, for the rare
+// value that needs it, is a separate cold function. Was one function that
+// was not inlined: a call, and the `Bytes` moved in and out, per value.
+#[inline]
 fn normalize_field_value(raw: bytes::Bytes) -> bytes::Bytes {
     // Fast path: no CR/LF/NUL, nothing to do.
     if !raw.iter().any(|b| matches!(b, b'\r' | b'\n' | b'\0')) {
         return raw;
     }
+    rewrite_field_value(raw)
+}
 
+/// The rewrite of [`normalize_field_value`], for a value with a CR, LF or NUL.
+#[cold]
+#[inline(never)]
+fn rewrite_field_value(raw: bytes::Bytes) -> bytes::Bytes {
     // No LF means no obs-fold (which requires CRLF). Replace each stray CR
     // or NUL with SP per RFC 9110 section 5.5.
     let Some(first_nl) = raw.iter().position(|b| *b == b'\n') else {

@@ -27,6 +27,7 @@
 use crate::protocols::Stream;
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -42,10 +43,35 @@ struct Idle {
     deadline: Option<Instant>,
 }
 
+/// The pool's keys are already hashes (`Peer::reuse_hash`); hashing them
+/// again with the map's default SipHash cost about 150 instructions per
+/// take and per put. This only spreads the key's bits (one multiplication,
+/// a rotation): the low bits pick the bucket, the high ones the tag, and a
+/// `reuse_hash` that varies only in its low bits still spreads over both.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        self.0 = key.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(32);
+    }
+
+    // Not used for `u64` keys; correct for any other input all the same.
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(self.0 ^ u64::from(*b));
+        }
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     /// Idle streams per peer (reuse hash), oldest first.
-    by_key: HashMap<u64, VecDeque<Idle>>,
+    by_key: HashMap<u64, VecDeque<Idle>, BuildHasherDefault<KeyHasher>>,
     count: usize,
     next_seq: u64,
 }
