@@ -127,6 +127,24 @@ async fn default_site_takes_unmatched_hosts() {
     assert_eq!(r.upstream_name(), "B");
 }
 
+/// A request-target that is only a fragment is the root once the fragment
+/// is stripped (RFC 9112 section 3.2: a fragment is not part of the
+/// target): it reaches the upstream as `/`, not refused. (A speed change to
+/// how the target's `Uri` is built refused it with 400 in one commit, and
+/// only Pingora's own unit tests saw it.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_that_is_only_a_fragment_reaches_the_upstream_as_the_root() {
+    let w = world().await;
+    for target in ["#frag", "#/admin"] {
+        let head =
+            format!("GET {target} HTTP/1.1\r\nHost: blog.example.org\r\nConnection: close\r\n\r\n");
+        let ex = exchange(w.ew.port, head.as_bytes(), Duration::from_secs(5)).await;
+        assert_eq!(ex.outcome(), "200 close", "{target}");
+        let body = String::from_utf8_lossy(&ex.responses[0].body);
+        assert!(body.starts_with("A\nGET /\n"), "{target}: {body}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn forwards_client_headers_and_request_id() {
     let w = world().await;

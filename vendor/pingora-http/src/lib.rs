@@ -707,10 +707,18 @@ impl ResponseHeader {
 /// Build a [Uri] carrying only a path-and-query component. `target` is the original
 /// request-target, used for error context.
 fn path_and_query_uri(path_and_query: &str, target: &str) -> Result<Uri> {
-    // edgeward patch: the `Uri` made straight from its one component; was
-    // `Uri::builder().path_and_query(..).build()`, which parses the same
-    // component and builds the same `Uri` (no scheme, no authority) through
-    // a `Builder` and a `Parts`, moved from call to call.
+    // edgeward patch: a non-empty component makes the `Uri` straight away;
+    // `Uri::builder().path_and_query(..).build()` parses the same component
+    // and builds the same `Uri` (no scheme, no authority) through a `Builder`
+    // and a `Parts`, moved from call to call. The builder is kept for the
+    // empty one, which it turns into an empty path (`PathAndQuery::empty`,
+    // not public) where `PathAndQuery::try_from` fails.
+    if path_and_query.is_empty() {
+        return Uri::builder()
+            .path_and_query(path_and_query)
+            .build()
+            .explain_err(InvalidHTTPHeader, |_| format!("invalid uri {target}"));
+    }
     http::uri::PathAndQuery::try_from(path_and_query)
         .map(Uri::from)
         .explain_err(InvalidHTTPHeader, |_| format!("invalid uri {target}"))
