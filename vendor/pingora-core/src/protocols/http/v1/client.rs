@@ -74,7 +74,9 @@ pub struct HttpSession {
     /// edgeward patch: see `PeerOptions::hand_off_h1_response_header`.
     pub(crate) hand_off_h1_response_header: bool,
     /// edgeward patch: what this session kept of the response header it
-    /// handed out (`hand_off_h1_response_header`).
+    /// handed out (`hand_off_h1_response_header`). Never set together with
+    /// `response_header`: the header is either kept or handed out, and a
+    /// later header read replaces both.
     handed_off: Option<HandedOffResponse>,
     /// edgeward patch: the framing of the response header just parsed, as
     /// `validate_response` found it, for `init_body_reader`.
@@ -94,6 +96,10 @@ struct RespFraming {
     content_length: Option<usize>,
 }
 
+/// edgeward patch: looked up by a static name; a `&str` is parsed into a
+/// `HeaderName` on every lookup (about 200 instructions).
+static KEEP_ALIVE: header::HeaderName = header::HeaderName::from_static("keep-alive");
+
 /// edgeward patch: what an HTTP/1 client session still needs of a response
 /// header it handed to its caller: the status (which part of the response
 /// comes next), and what decides whether the connection is kept
@@ -110,7 +116,6 @@ struct HandedOffResponse {
 impl HandedOffResponse {
     fn of(header: &ResponseHeader) -> Self {
         // `get` is the first value, as `get_header` gave before.
-        static KEEP_ALIVE: header::HeaderName = header::HeaderName::from_static("keep-alive");
         HandedOffResponse {
             status: header.status,
             version: header.version,
@@ -615,8 +620,8 @@ impl HttpSession {
     /// header is handed out.
     fn resp_connection(&self) -> Option<&HeaderValue> {
         match &self.handed_off {
-            Some(f) if self.response_header.is_none() => f.connection.as_ref(),
-            _ => self.get_header(header::CONNECTION),
+            Some(f) => f.connection.as_ref(),
+            None => self.get_header(header::CONNECTION),
         }
     }
 
@@ -624,8 +629,8 @@ impl HttpSession {
     /// its header is handed out.
     fn resp_has_transfer_encoding(&self) -> bool {
         match &self.handed_off {
-            Some(f) if self.response_header.is_none() => f.transfer_encoding,
-            _ => self.get_header(header::TRANSFER_ENCODING).is_some(),
+            Some(f) => f.transfer_encoding,
+            None => self.get_header(header::TRANSFER_ENCODING).is_some(),
         }
     }
 
@@ -783,12 +788,11 @@ impl HttpSession {
     /// it's behavior is different on different platforms.
     /// https://developer.mozilla.org/en-US/docs/Web/HTTP/Headers/Keep-Alive
     fn get_keepalive_values(&self) -> (Option<u64>, Option<usize>) {
-        // edgeward patch: looked up by a static name; a `&str` is parsed
-        // into a `HeaderName` on every call (about 200 instructions).
-        static KEEP_ALIVE: header::HeaderName = header::HeaderName::from_static("keep-alive");
+        // edgeward patch: `KEEP_ALIVE`, a static name; or what was kept of
+        // the header handed out.
         let keep_alive = match &self.handed_off {
-            Some(f) if self.response_header.is_none() => f.keep_alive.as_ref(),
-            _ => self.get_header(&KEEP_ALIVE),
+            Some(f) => f.keep_alive.as_ref(),
+            None => self.get_header(&KEEP_ALIVE),
         };
         let Some(keep_alive_header) = keep_alive else {
             return (None, None);
