@@ -246,6 +246,9 @@ impl ProxyHttp for EdgeProxy {
             &site.cache,
             host,
             &ctx.request_id,
+            site.access_log
+                .as_ref()
+                .map_or(&[], |l| l.response_fields()),
             &mut ctx.cache,
         )
         .await?

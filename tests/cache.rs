@@ -93,6 +93,23 @@ async fn world(storage: Storage) -> World {
 }
 
 impl World {
+    /// With Redis and its near cache, wait until blog.test's `path`, stored
+    /// already, is answered from the near cache (a hit read from Redis is
+    /// kept near unless an invalidation, such as the one its own storing
+    /// sends, crosses it): the plain hits that follow are answered there,
+    /// as they are from the memory storage.
+    async fn held_near(&self, storage: Storage, path: &str) {
+        if storage != Storage::Redis {
+            return;
+        }
+        eventually(DEADLINE, &format!("{path} held near"), || async {
+            let before = local_hits(&self.ew.metrics().await);
+            assert!(is_hit(&self.get("blog.test", path).await));
+            (local_hits(&self.ew.metrics().await) > before).then_some(())
+        })
+        .await;
+    }
+
     async fn get(&self, host: &str, path: &str) -> Reply {
         self.req("GET", host, path, &[]).await
     }
@@ -170,6 +187,9 @@ both!(
     large_objects_stream_uncached,
     range_requests,
     plain_and_directive_hits_agree,
+    plain_hit_heads_match_on_the_wire,
+    access_log_fields_of_plain_hits,
+    plain_hits_over_h2c,
 );
 
 // ------------------------------------------------------------------- cases
@@ -243,6 +263,7 @@ async fn plain_and_directive_hits_agree(storage: Storage) {
             cache_status(&first),
             "edgeward; fwd=miss; stored, origin; fwd=uri-miss"
         );
+        w.held_near(storage, path).await;
         for method in ["GET", "HEAD"] {
             let id = format!("plain-{method}-{status}");
             let plain = w
@@ -289,6 +310,244 @@ async fn plain_and_directive_hits_agree(storage: Storage) {
     }
     assert_eq!(w.origin.hits("/same"), 1);
     assert_eq!(w.origin.hits("/gone"), 1);
+}
+
+/// Send `request` on `s` and read one response: its head as sent (bytes)
+/// and its body, framed by its `Content-Length` (absent for HEAD).
+async fn head_and_body(
+    s: &mut tokio::net::TcpStream,
+    request: &str,
+    head_request: bool,
+) -> (String, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(request.as_bytes()).await.expect("write");
+    let buf = read_head(s).await.expect("a response head");
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8(buf[..end].to_vec()).expect("ASCII head");
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .map_or(0, |v| v.parse::<usize>().expect("a length"));
+    let mut body = buf[end..].to_vec();
+    let want = if head_request { 0 } else { length };
+    while body.len() < want {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(DEADLINE, s.read(&mut chunk))
+            .await
+            .expect("body in time")
+            .expect("read");
+        assert!(n > 0, "closed inside the body: {head}");
+        body.extend_from_slice(&chunk[..n]);
+    }
+    assert_eq!(body.len(), want, "no bytes past the body: {head}");
+    (head, body)
+}
+
+/// The lines of a head that two answers of one stored response share: all
+/// but `Date`, `Age` and `X-Request-Id`, as written (case and order).
+fn shared_lines(head: &str) -> Vec<&str> {
+    head.lines()
+        .filter(|l| {
+            !["Date: ", "Age: ", "X-Request-Id: "]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .collect()
+}
+
+/// A plain hit's head is written from fields serialized once per stored
+/// entry; one through pingora-cache (a request directive) is serialized on
+/// the spot. On the wire they must be the same, byte for byte, apart from
+/// the per-answer fields, which each appear once; and the body must be
+/// framed so that the connection carries the next request.
+async fn plain_hit_heads_match_on_the_wire(storage: Storage) {
+    let w = world(storage).await;
+    w.origin.set(
+        "/wire",
+        200,
+        &[
+            ("cache-control", "max-age=60"),
+            ("etag", "\"w1\""),
+            ("x-origin-note", "kept as sent"),
+        ],
+    );
+    assert_eq!(
+        cache_status(&w.get("blog.test", "/wire").await),
+        "edgeward; fwd=miss; stored"
+    );
+    w.held_near(storage, "/wire").await;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", w.ew.port))
+        .await
+        .expect("connect");
+    let plain = |method: &str, id: &str| {
+        format!("{method} /wire HTTP/1.1\r\nHost: blog.test\r\nX-Request-Id: {id}\r\n\r\n")
+    };
+    let (fast, fast_body) = head_and_body(&mut s, &plain("GET", "wire-1"), false).await;
+    let (full, full_body) = head_and_body(
+        &mut s,
+        "GET /wire HTTP/1.1\r\nHost: blog.test\r\nCache-Control: max-stale=0\r\n\r\n",
+        false,
+    )
+    .await;
+    let (head, head_body) = head_and_body(&mut s, &plain("HEAD", "wire-2"), true).await;
+    // The same connection still frames a fourth answer right.
+    let (again, again_body) = head_and_body(&mut s, &plain("GET", "wire-3"), false).await;
+    for h in [&fast, &full, &head, &again] {
+        assert!(h.starts_with("HTTP/1.1 200 OK\r\n"), "{h}");
+        assert!(h.contains("Cache-Status: edgeward; hit\r\n"), "{h}");
+        assert!(h.contains("X-Origin-Note: kept as sent\r\n"), "{h}");
+        assert!(h.contains("Connection: keep-alive\r\n"), "{h}");
+        for once in [
+            "Date: ",
+            "Age: ",
+            "X-Request-Id: ",
+            "Content-Length: ",
+            "Connection: ",
+        ] {
+            assert_eq!(
+                h.lines().filter(|l| l.starts_with(once)).count(),
+                1,
+                "one {once:?} in {h}"
+            );
+        }
+    }
+    assert_eq!(shared_lines(&fast), shared_lines(&full), "{fast}\n{full}");
+    assert_eq!(shared_lines(&head), shared_lines(&full), "{head}\n{full}");
+    assert!(fast.contains("X-Request-Id: wire-1\r\n"), "{fast}");
+    assert!(head.contains("X-Request-Id: wire-2\r\n"), "{head}");
+    assert!(again.contains("X-Request-Id: wire-3\r\n"), "{again}");
+    for body in [&fast_body, &full_body, &again_body] {
+        assert_eq!(body.as_slice(), b"/wire #1");
+    }
+    assert!(head_body.is_empty());
+    assert_eq!(w.origin.hits("/wire"), 1);
+}
+
+/// Over HTTP/2 a plain hit is written from the whole stored header (the
+/// serialized fields are HTTP/1's), with the same fields as over HTTP/1.
+async fn plain_hits_over_h2c(storage: Storage) {
+    let w = world(storage).await;
+    w.origin.set(
+        "/h2",
+        200,
+        &[
+            ("cache-control", "max-age=60"),
+            ("x-origin-note", "kept as sent"),
+        ],
+    );
+    w.get("blog.test", "/h2").await;
+    w.held_near(storage, "/h2").await;
+    let h1 = w.get("blog.test", "/h2").await;
+    let h2 = get_h2c(w.ew.port, "blog.test", "/h2").await.unwrap();
+    for r in [&h1, &h2] {
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, "/h2 #1");
+        assert!(is_hit(r), "{:?}", r.headers);
+        for name in [
+            "age",
+            "x-request-id",
+            "date",
+            "x-origin-note",
+            "content-length",
+        ] {
+            assert_eq!(
+                r.headers.get_all(name).iter().count(),
+                1,
+                "{name}: {:?}",
+                r.headers
+            );
+        }
+    }
+    assert!(h2.header("connection").is_none(), "{:?}", h2.headers);
+    let without = |r: &Reply| {
+        stable_fields(r)
+            .into_iter()
+            .filter(|(k, _)| k != "connection")
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(without(&h1), without(&h2));
+    assert_eq!(w.origin.hits("/h2"), 1);
+}
+
+/// The line of the access log at `path` that starts with status 200 and
+/// request id `id`, once written.
+async fn logged_line(path: &std::path::Path, id: &str) -> String {
+    let start = format!("200 {id} ");
+    eventually(DEADLINE, &format!("the line of {id}"), || async {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        text.lines()
+            .find(|l| l.starts_with(&start))
+            .map(str::to_string)
+    })
+    .await
+}
+
+/// A plain hit hands Pingora a header with only what the site's access log
+/// shows (and the framing); what the log shows must be what the client
+/// got, as for a hit through pingora-cache.
+async fn access_log_fields_of_plain_hits(storage: Storage) {
+    let origin = Origin::start().await;
+    let redis = match storage {
+        Storage::Memory => None,
+        Storage::Redis | Storage::RedisDirect => Some(RedisServer::start().await),
+    };
+    let format = "{status} {request_id} [{response_header:cache-status}] \
+                  [{response_header:x-request-id}] [{response_header:content-type}] \
+                  [{response_header:x-origin-note}] [{response_header:content-length}] \
+                  [{response_header:connection}] [{response_header:x-absent}] \
+                  [{response_header:age}] [{response_header:date}]";
+    let conf = config(&origin.address(), storage, redis.as_ref(), REDIS_TIMEOUT)
+        .edit_site("blog", |s| {
+            s.access_log(&format!("format: {}", quote(format)))
+        });
+    let ew = Edgeward::start(&conf).await;
+    let w = World { origin, ew, redis };
+    w.origin.set(
+        "/logged",
+        200,
+        &[
+            ("cache-control", "max-age=60"),
+            ("x-origin-note", "kept as sent"),
+        ],
+    );
+    w.get("blog.test", "/logged").await;
+    w.held_near(storage, "/logged").await;
+    let plain = w
+        .req(
+            "GET",
+            "blog.test",
+            "/logged",
+            &[("x-request-id", "logged-1")],
+        )
+        .await;
+    let full = w
+        .req(
+            "GET",
+            "blog.test",
+            "/logged",
+            &[
+                ("x-request-id", "logged-2"),
+                ("cache-control", "max-stale=0"),
+            ],
+        )
+        .await;
+    assert!(is_hit(&plain) && is_hit(&full), "{:?}", plain.headers);
+    let path = w.ew.dir.path().join("alice/http/blog.log");
+    for (line, r, id) in [
+        (logged_line(&path, "logged-1").await, &plain, "logged-1"),
+        (logged_line(&path, "logged-2").await, &full, "logged-2"),
+    ] {
+        let age = r.header("age").unwrap();
+        let date = r.header("date").unwrap();
+        assert_eq!(
+            *line,
+            format!(
+                "200 {id} [edgeward; hit] [{id}] [text/plain] [kept as sent] [{}] \
+                 [keep-alive] [-] [{age}] [{date}]",
+                "/logged #1".len()
+            ),
+        );
+    }
 }
 
 async fn expiry_and_site_ttl(storage: Storage) {

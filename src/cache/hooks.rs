@@ -12,6 +12,7 @@ use super::store::{LOCK, store};
 use super::{CacheSettings, SiteCache};
 use crate::pages;
 use crate::request::normalize_host;
+use bytes::{Bytes, BytesMut};
 use pingora::cache::key::{CacheHashKey, HashBinary};
 use pingora::cache::storage::Storage;
 use pingora::cache::{
@@ -127,13 +128,15 @@ const FULL_PATH_FIELDS: &[http::header::HeaderName] = &[
 /// `Accept-Ranges` (as Pingora's range filter), `Cache-Status: edgeward;
 /// hit` and the request id, counted as a hit. Anything else (stale, `Vary`,
 /// not in memory...) returns false and takes the full path, which reuses
-/// the key built here.
+/// the key built here. `logged`: the response fields the site's access log
+/// shows (see `HitHeader::recorded`).
 pub(crate) async fn serve_fresh_hit(
     session: &mut Session,
     settings: &CacheSettings,
     site: &SiteCache,
     host: Option<&str>,
     request_id: &str,
+    logged: &[http::header::HeaderName],
     cc: &mut CacheCtx,
 ) -> Result<bool> {
     let req = session.req_header();
@@ -150,14 +153,39 @@ pub(crate) async fn serve_fresh_hit(
         cc.key = Some(key);
         return Ok(false);
     };
-    // `hit_header` put both fields in: each insertion replaces a value.
-    let mut header = Box::new(found.header);
-    header.insert_header(http::header::AGE, found.age)?;
-    header.insert_header(&crate::request_id::NAME, request_id)?;
+    // Written as it is below: a request id is made or checked by
+    // `request_id`, and this is the check.
+    if !crate::request_id::is_valid(request_id.as_bytes()) {
+        return Error::e_explain(InternalError, "a request id that is not a field value");
+    }
+    let hit = &found.hit;
     site.requests.count(&site.id, CacheResult::Hit);
     let header_only = session.req_header().method == http::Method::HEAD
         || found.body.iter().all(|b| b.is_empty());
-    session.write_response_header(header, header_only).await?;
+    if session.takes_response_fields() {
+        // HTTP/1: the stored fields were serialized once, with the entry
+        // (`hit_header`); the two set here follow them, then the session's
+        // `Date` and `Connection`.
+        let header = Box::new(hit.recorded(found.age, request_id, logged)?);
+        let mut digits = [0u8; 20];
+        let fields: [&[u8]; 6] = [
+            &hit.fields,
+            b"Age: ",
+            decimal(found.age, &mut digits),
+            b"\r\nX-Request-Id: ",
+            request_id.as_bytes(),
+            b"\r\n",
+        ];
+        session
+            .write_response_header_with_fields(header, &fields)
+            .await?;
+    } else {
+        // `hit_header` put both fields in: each insertion replaces a value.
+        let mut header = Box::new(hit.header.clone());
+        header.insert_header(http::header::AGE, found.age)?;
+        header.insert_header(&crate::request_id::NAME, request_id)?;
+        session.write_response_header(header, header_only).await?;
+    }
     if !header_only {
         let n = found.body.len();
         for (i, part) in found.body.into_iter().enumerate() {
@@ -167,23 +195,113 @@ pub(crate) async fn serve_fresh_hit(
     Ok(true)
 }
 
+/// `n` in decimal, in `buf`.
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+/// What `serve_fresh_hit` answers with, built once per stored entry
+/// (`hit_header`).
+pub(crate) struct HitHeader {
+    /// The whole header of a hit, with placeholders for the fields set on
+    /// every hit (`Age`, `X-Request-Id`, `Date`, `Connection`).
+    header: ResponseHeader,
+    /// `header`'s fields serialized for HTTP/1, without those set on every
+    /// hit: `Age` and `X-Request-Id` (by `serve_fresh_hit`), `Date` and
+    /// `Connection` (by Pingora's session).
+    fields: Bytes,
+    /// Its one `Content-Length`.
+    content_length: http::HeaderValue,
+    /// The same as a number: the hit compares it with the stored body.
+    pub(super) length: usize,
+}
+
+impl HitHeader {
+    /// Bytes it holds, about.
+    pub(crate) fn weight(&self) -> usize {
+        let fields: usize = self
+            .header
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 32)
+            .sum();
+        fields + self.fields.len() + 128
+    }
+
+    /// The header handed to Pingora's session with `fields`: what the
+    /// session frames the answer by (status, `Content-Length`) and reports
+    /// as written (to the access log, through `response_written`). Of the
+    /// other fields it holds those `logged` names (a site's access log
+    /// shows nothing else), with this hit's `Age` and request id; the
+    /// session adds `Date` and `Connection`. A whole copy of the stored
+    /// header, built and dropped on every hit, cost more than writing it.
+    fn recorded(
+        &self,
+        age: u64,
+        request_id: &str,
+        logged: &[http::header::HeaderName],
+    ) -> Result<ResponseHeader> {
+        let mut h = ResponseHeader::build_no_case(self.header.status, Some(3 + logged.len()))?;
+        h.set_version(http::Version::HTTP_11);
+        h.insert_header(http::header::CONTENT_LENGTH, self.content_length.clone())?;
+        for name in logged {
+            if *name == http::header::AGE {
+                h.insert_header(http::header::AGE, age)?;
+            } else if name == crate::request_id::NAME.name() {
+                h.insert_header(&crate::request_id::NAME, request_id)?;
+            } else if !SET_ON_EVERY_HIT.contains(name) && *name != http::header::CONTENT_LENGTH {
+                for v in self.header.headers.get_all(name) {
+                    h.append_header(name.clone(), v.clone())?;
+                }
+            }
+        }
+        Ok(h)
+    }
+}
+
+/// Fields of a hit not in `HitHeader::fields`.
+const SET_ON_EVERY_HIT: [http::header::HeaderName; 3] = [
+    http::header::AGE,
+    http::header::DATE,
+    http::header::CONNECTION,
+];
+
 /// What `serve_fresh_hit` answers with from an entry stored with `stored`:
 /// built once per stored entry, not on every hit. None when the entry cannot
 /// answer a plain request as it is: `Vary`, or not exactly one
-/// `Content-Length` (the hit compares it with the stored body). `Age` and
-/// `X-Request-Id` hold placeholders, set on every hit; they are in the
-/// header already so that setting them replaces a value rather than growing
-/// the copy's map (a clone keeps no spare room). It keeps no case map: one
+/// `Content-Length` (the hit compares it with the stored body). Over HTTP/1
+/// a hit writes `HitHeader::fields`; over HTTP/2 a copy of the header.
+/// `Age` and `X-Request-Id` hold placeholders, set on every hit, and so do
+/// `Date` and `Connection` when the stored response has none (Pingora's
+/// session sets both on every response); they are in the header already
+/// so that setting them replaces a value rather than growing the copy's
+/// map (a clone keeps no spare room: one more field reallocated it, about
+/// 800 instructions). It keeps no case map: one
 /// read back from Redis has one, which doubled the cost of each copy and
 /// insertion; it only held the title case that edgeward writes anyway
 /// (responses are parsed without one, `src/upstream.rs`).
-pub(super) fn hit_header(stored: &ResponseHeader) -> Option<(ResponseHeader, usize)> {
+pub(super) fn hit_header(stored: &ResponseHeader) -> Option<HitHeader> {
     let h = &stored.headers;
-    if h.contains_key(http::header::VARY) {
+    // Neither is usual in a stored response; the full path answers them.
+    // (`HitHeader::recorded` frames by `Content-Length` alone and writes
+    // the canonical reason phrase.)
+    if h.contains_key(http::header::VARY)
+        || h.contains_key(http::header::TRANSFER_ENCODING)
+        || stored.get_reason_phrase() != stored.status.canonical_reason()
+    {
         return None;
     }
     let mut lengths = h.get_all(http::header::CONTENT_LENGTH).iter();
-    let length = lengths.next()?.to_str().ok()?.parse::<usize>().ok()?;
+    let content_length = lengths.next()?.clone();
+    let length = content_length.to_str().ok()?.parse::<usize>().ok()?;
     if lengths.next().is_some() {
         return None;
     }
@@ -197,7 +315,34 @@ pub(super) fn hit_header(stored: &ResponseHeader) -> Option<(ResponseHeader, usi
     }
     set_cache_status(&mut header, "edgeward; hit").ok()?;
     header.insert_header(&crate::request_id::NAME, "-").ok()?;
-    Some((header, length))
+    if !header.headers.contains_key(http::header::DATE) {
+        header
+            .insert_header(
+                http::header::DATE,
+                httpdate::fmt_http_date(SystemTime::now()),
+            )
+            .ok()?;
+    }
+    header
+        .insert_header(http::header::CONNECTION, "keep-alive")
+        .ok()?;
+    // Serialized as Pingora's session serializes a header (title case), in
+    // the same order (removing fields from a copy would not keep it: a
+    // `HeaderMap` moves its last field into the place of one removed).
+    let mut rest = ResponseHeader::build_no_case(header.status, Some(header.headers.len())).ok()?;
+    for (name, value) in &header.headers {
+        if !SET_ON_EVERY_HIT.contains(name) && name != crate::request_id::NAME.name() {
+            rest.append_header(name.clone(), value.clone()).ok()?;
+        }
+    }
+    let mut fields = BytesMut::with_capacity(512);
+    rest.header_to_h1_wire(&mut fields);
+    Some(HitHeader {
+        header,
+        fields: fields.freeze(),
+        content_length,
+        length,
+    })
 }
 
 /// `cache_hit_filter`: the request's own directives.

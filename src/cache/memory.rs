@@ -3,6 +3,7 @@
 //! per-site index of URLs for PURGE. An entry becomes visible only when its
 //! body is complete, so a half-written response is never served.
 
+use super::hooks::HitHeader;
 use super::key::split_primary;
 use super::lru::Lru;
 use super::purge::UrlMatch;
@@ -37,10 +38,10 @@ pub(super) struct Meta {
     sie: u32,
     variance: Option<HashBinary>,
     header: ResponseHeader,
-    /// What a fresh hit answers with (`super::hooks::hit_header`) and the
-    /// `Content-Length` it was built for; None when the entry cannot answer
-    /// a plain request as it is (Vary, variants, no single length).
-    hit: Option<(ResponseHeader, usize)>,
+    /// What a fresh hit answers with (`super::hooks::hit_header`); None
+    /// when the entry cannot answer a plain request as it is (Vary,
+    /// variants, no single length).
+    hit: Option<Arc<HitHeader>>,
 }
 
 impl Meta {
@@ -48,7 +49,7 @@ impl Meta {
         let variance = m.variance();
         let header = m.response_header_copy();
         let hit = match variance {
-            None => super::hooks::hit_header(&header),
+            None => super::hooks::hit_header(&header).map(Arc::new),
             Some(_) => None,
         };
         Meta {
@@ -88,10 +89,10 @@ impl Meta {
         &self,
         now: SystemTime,
         body_len: usize,
-    ) -> Option<(ResponseHeader, u64)> {
+    ) -> Option<(Arc<HitHeader>, u64)> {
         // As `CacheMeta::is_fresh`.
-        let (header, length) = self.hit.as_ref()?;
-        if *length != body_len || self.fresh_until < now {
+        let hit = self.hit.as_ref()?;
+        if hit.length != body_len || self.fresh_until < now {
             return None;
         }
         // As `CacheMeta::age` of the rebuilt meta.
@@ -99,7 +100,7 @@ impl Meta {
             .duration_since(self.epoch.unwrap_or(self.created))
             .unwrap_or_default()
             .as_secs();
-        Some((header.clone(), age))
+        Some((Arc::clone(hit), age))
     }
 
     /// Bytes counted for it.
@@ -110,7 +111,7 @@ impl Meta {
                 .map(|(k, v)| k.as_str().len() + v.len() + 32)
                 .sum::<usize>()
         };
-        fields(&self.header) + self.hit.as_ref().map_or(0, |(h, _)| fields(h) + 128) + 128
+        fields(&self.header) + self.hit.as_ref().map_or(0, |h| h.weight()) + 128
     }
 }
 
@@ -284,9 +285,9 @@ impl Store for MemoryStore {
     fn fresh(&self, key: &HashBinary, now: SystemTime) -> Option<Fresh> {
         let mut inner = self.lock();
         let e = inner.entries.get(key)?;
-        let (header, age) = e.meta.fresh_header(now, e.body.len())?;
+        let (hit, age) = e.meta.fresh_header(now, e.body.len())?;
         Some(Fresh {
-            header,
+            hit,
             age,
             body: vec![e.body.clone()],
         })

@@ -83,9 +83,9 @@ impl Near {
     pub(crate) fn fresh(&self, key: &HashBinary, now: SystemTime) -> Option<Fresh> {
         self.read(key, |e| {
             let len = e.chunks.iter().map(Bytes::len).sum();
-            let (header, age) = e.meta.fresh_header(now, len)?;
+            let (hit, age) = e.meta.fresh_header(now, len)?;
             Some(Fresh {
-                header,
+                hit,
                 age,
                 body: e.chunks.clone(),
             })

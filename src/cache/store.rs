@@ -1,6 +1,7 @@
 //! The process's one cache storage (memory or Redis, chosen by the first
 //! configuration) and the trait both storages implement.
 
+use super::hooks::HitHeader;
 use super::purge::UrlMatch;
 use super::settings::{self, CacheSettings, StorageSettings};
 use super::{memory, redis};
@@ -10,8 +11,7 @@ use log::{info, warn};
 use pingora::cache::key::HashBinary;
 use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora::cache::storage::Storage;
-use pingora::http::ResponseHeader;
-use std::sync::{LazyLock, OnceLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::{Duration, SystemTime};
 
 /// A response body collected while it streams to the client, to be stored
@@ -74,7 +74,7 @@ pub(crate) trait Store: Storage + Send + Sync + 'static {
 /// (`hooks::hit_header`: `Age` and `X-Request-Id` still to set), its age
 /// in seconds and its body.
 pub(crate) struct Fresh {
-    pub(crate) header: ResponseHeader,
+    pub(crate) hit: Arc<HitHeader>,
     pub(crate) age: u64,
     pub(crate) body: Vec<Bytes>,
 }

@@ -25,23 +25,29 @@ pub(crate) const SITES_DATE: &str = "%d/%b/%Y:%H:%M:%S %z";
 pub(crate) struct AccessLog {
     pub(crate) file: LogFile,
     pub(crate) format: Format,
+    /// `format.response_fields()`.
+    response_fields: Vec<http::HeaderName>,
 }
 
 impl AccessLog {
     /// `<log_dir>/http/<file_name>`.
     pub(crate) fn new(log_dir: &Path, file_name: &str, format: Format) -> AccessLog {
-        AccessLog {
-            file: LogFile::new(log_dir.join("http").join(file_name)),
-            format,
-        }
+        Self::at(log_dir.join("http").join(file_name), format)
     }
 
     /// The global access log, at `path` (absolute).
     pub(crate) fn at(path: std::path::PathBuf, format: Format) -> AccessLog {
         AccessLog {
             file: LogFile::new(path),
+            response_fields: format.response_fields(),
             format,
         }
+    }
+
+    /// The response fields its lines show: all a `Record`'s
+    /// `response_headers` must hold for the line to be complete.
+    pub(crate) fn response_fields(&self) -> &[http::HeaderName] {
+        &self.response_fields
     }
 
     /// Render `r` (on the calling thread; it is cheap) and queue the line.

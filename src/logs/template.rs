@@ -215,6 +215,22 @@ fn variable(name: &str, arg: Option<&str>, column: usize) -> Result<Var, FormatE
 }
 
 impl Format {
+    /// The response fields a line of this format shows
+    /// (`response_header:NAME`), each once.
+    pub fn response_fields(&self) -> Vec<http::HeaderName> {
+        let mut names: Vec<http::HeaderName> = Vec::new();
+        if let Kind::Template(segments) = &self.0 {
+            for s in segments {
+                if let Segment::Var(Var::ResponseHeader(name)) = s
+                    && !names.contains(name)
+                {
+                    names.push(name.clone());
+                }
+            }
+        }
+        names
+    }
+
     /// `standard`, `advanced`, `json`, or a template.
     pub fn parse(spec: &str) -> Result<Format, FormatError> {
         match spec {

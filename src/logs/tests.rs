@@ -224,3 +224,23 @@ fn sites_log_lines() {
         )
     );
 }
+
+#[test]
+fn response_fields_a_format_shows() {
+    let names = |spec: &str| -> Vec<String> {
+        Format::parse(spec)
+            .unwrap()
+            .response_fields()
+            .iter()
+            .map(|n| n.as_str().to_string())
+            .collect()
+    };
+    assert_eq!(
+        names("{status} {response_header:Age} {response_header:x-a} {response_header:age}"),
+        ["age", "x-a"]
+    );
+    assert!(names("{status} {request_header:age}").is_empty());
+    for built_in in ["standard", "advanced", "json"] {
+        assert!(names(built_in).is_empty(), "{built_in}");
+    }
+}

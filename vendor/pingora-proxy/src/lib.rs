@@ -723,6 +723,36 @@ impl Session {
         self.downstream_session.write_response_header(resp).await
     }
 
+    /// edgeward patch: `write_response_header()` for a header whose fields
+    /// other than `Date` and `Connection` the caller has already serialized
+    /// for HTTP/1 (a cache's stored response, serialized once rather than on
+    /// every hit). `resp` and `fields` must meet the contract of
+    /// pingora-core's `HttpSession::write_response_header_with_fields`
+    /// (HTTP/1). Only when [`Self::takes_response_fields()`]: otherwise this
+    /// returns an error and writes nothing.
+    pub async fn write_response_header_with_fields(
+        &mut self,
+        resp: Box<ResponseHeader>,
+        fields: &[&[u8]],
+    ) -> Result<()> {
+        if !self.takes_response_fields() {
+            return Error::e_explain(
+                InternalError,
+                "serialized response fields need HTTP/1 and no downstream module",
+            );
+        }
+        self.downstream_session
+            .write_response_header_with_fields(resp, fields)
+            .await
+    }
+
+    /// edgeward patch: whether [`Self::write_response_header_with_fields()`]
+    /// can write this session's response: its downstream is HTTP/1 and no
+    /// downstream module could change the header.
+    pub fn takes_response_fields(&self) -> bool {
+        self.downstream_modules_ctx.is_empty() && self.downstream_session.is_http1()
+    }
+
     /// Similar to `write_response_header()`, this fn will clone the `resp` internally
     pub async fn write_response_header_ref(
         &mut self,

@@ -218,6 +218,12 @@ impl HttpModuleCtx {
         Ok(())
     }
 
+    /// edgeward patch: whether no module is in this context (no filter can
+    /// change a request or a response).
+    pub fn is_empty(&self) -> bool {
+        self.module_ctx.is_empty()
+    }
+
     /// Run the `response_header_filter` for all the modules according to their orders.
     pub async fn response_header_filter(
         &mut self,

@@ -206,6 +206,31 @@ impl Session {
         }
     }
 
+    /// edgeward patch: `write_response_header()` for a header whose fields
+    /// other than `Date` and `Connection` the caller has already serialized
+    /// for HTTP/1 (see the HTTP/1 session's `write_response_header_with_fields`,
+    /// whose contract `resp` and `fields` must meet). Only an HTTP/1 session
+    /// writes them; any other returns an error and writes nothing, since
+    /// `resp` need not hold every field (see [`Self::is_http1()`]).
+    pub async fn write_response_header_with_fields(
+        &mut self,
+        resp: Box<ResponseHeader>,
+        fields: &[&[u8]],
+    ) -> Result<()> {
+        match self {
+            Self::H1(s) => s.write_response_header_with_fields(resp, fields).await,
+            _ => Error::e_explain(
+                pingora_error::ErrorType::InternalError,
+                "serialized response fields need an HTTP/1 session",
+            ),
+        }
+    }
+
+    /// edgeward patch: whether this is an HTTP/1 session.
+    pub fn is_http1(&self) -> bool {
+        matches!(self, Self::H1(_))
+    }
+
     /// Similar to `write_response_header()`, this fn will clone the `resp` internally
     pub async fn write_response_header_ref(&mut self, resp: &ResponseHeader) -> Result<()> {
         match self {

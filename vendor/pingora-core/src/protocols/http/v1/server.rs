@@ -813,9 +813,47 @@ impl HttpSession {
 
     /// Write the response header to the client.
     /// This function can be called more than once to send 1xx informational headers excluding 101.
-    pub async fn write_response_header(&mut self, mut header: Box<ResponseHeader>) -> Result<()> {
+    pub async fn write_response_header(&mut self, header: Box<ResponseHeader>) -> Result<()> {
+        self.write_response_header_from(header, None).await
+    }
+
+    /// edgeward patch: [`Self::write_response_header()`] for a header whose
+    /// fields the caller has already serialized, for instance once per
+    /// stored response of a cache rather than on every hit.
+    ///
+    /// `fields` is the response's fields in HTTP/1 wire form
+    /// (`Name: value\r\n` each, in any order), except `Date` and
+    /// `Connection`, which the session sets and writes itself, as it does for
+    /// any response. The session writes `header`'s status line, `fields` one
+    /// after another, `Date`, `Connection` and the blank line; everything
+    /// else (keep-alive, upgrade, the body's framing) is decided from
+    /// `header` exactly as by `write_response_header`, and `header` is what
+    /// [`Self::response_written()`] reports.
+    ///
+    /// So `header` must hold the fields the session decides by, with the
+    /// values `fields` has: `Content-Length` and `Transfer-Encoding` (a
+    /// framing field that differed between them would frame the body one way
+    /// and announce it another). It may leave out other fields, which are
+    /// then written but not reported.
+    ///
+    /// An informational header, or a session that does not update response
+    /// headers, is serialized from `header` as usual and `fields` ignored.
+    pub async fn write_response_header_with_fields(
+        &mut self,
+        header: Box<ResponseHeader>,
+        fields: &[&[u8]],
+    ) -> Result<()> {
+        self.write_response_header_from(header, Some(fields)).await
+    }
+
+    async fn write_response_header_from(
+        &mut self,
+        mut header: Box<ResponseHeader>,
+        fields: Option<&[&[u8]]>,
+    ) -> Result<()> {
         // Prepare header (handle upgrades, set headers, initialize body writer, serialize to bytes)
-        let Some((write_buf, flush)) = self.prepare_response_header(&mut header)? else {
+        let Some((write_buf, flush)) = self.prepare_response_header_from(&mut header, fields)?
+        else {
             // Header already sent or should be ignored
             return Ok(());
         };
@@ -986,6 +1024,16 @@ impl HttpSession {
         &mut self,
         header: &mut ResponseHeader,
     ) -> Result<Option<(Bytes, bool)>> {
+        self.prepare_response_header_from(header, None)
+    }
+
+    /// `prepare_response_header`, with the fields already serialized when
+    /// `fields` is given (edgeward patch: see `write_response_header_with_fields`).
+    fn prepare_response_header_from(
+        &mut self,
+        header: &mut ResponseHeader,
+        fields: Option<&[&[u8]]>,
+    ) -> Result<Option<(Bytes, bool)>> {
         // Check if we should ignore informational responses
         if header.status.is_informational() && self.ignore_info_resp(header.status.into()) {
             debug!("ignoring informational headers");
@@ -1008,10 +1056,15 @@ impl HttpSession {
             self.set_keepalive(None);
         }
 
+        // edgeward patch: the two values set here, for a header whose other
+        // fields are already serialized (`write_response_header_with_fields`).
+        let mut set_here = None;
         // no need to add these headers to 1xx responses
         if !header.status.is_informational() && self.update_resp_headers {
             /* update headers */
-            header.insert_header(header::DATE, date::get_cached_date())?;
+            let date = date::get_cached_date();
+            let date_here = fields.is_some().then(|| date.clone());
+            header.insert_header(header::DATE, date)?;
 
             // edgeward patch: static values (the TODO here asked for it): a
             // `&str` was checked and copied into a new allocation on every
@@ -1021,6 +1074,9 @@ impl HttpSession {
             } else {
                 HeaderValue::from_static("close")
             };
+            if let Some(date) = date_here {
+                set_here = Some((date, connection_value.clone()));
+            }
             header.insert_header(header::CONNECTION, connection_value)?;
         }
 
@@ -1084,8 +1140,17 @@ impl HttpSession {
         // (callgrind of cache hits, bench/README.md). A larger header grows
         // the buffer.
         let mut write_buf = BytesMut::with_capacity(RESP_HEADER_BUF_SIZE);
-        http_resp_header_to_buf(header, &mut write_buf)
-            .map_err(|_| Error::explain(WriteError, "serializing response header"))?;
+        match (fields, set_here) {
+            (Some(fields), Some((date, connection))) => http_resp_header_with_fields_to_buf(
+                header,
+                fields,
+                &date,
+                &connection,
+                &mut write_buf,
+            ),
+            _ => http_resp_header_to_buf(header, &mut write_buf),
+        }
+        .map_err(|_| Error::explain(WriteError, "serializing response header"))?;
 
         // Determine if we should flush
         // Don't have to flush response with content length because it is less
@@ -2006,6 +2071,43 @@ fn http_resp_header_to_buf(
     resp: &ResponseHeader,
     buf: &mut BytesMut,
 ) -> std::result::Result<(), ()> {
+    http_resp_status_line_to_buf(resp, buf)?;
+
+    // headers
+    // TODO: style: make sure Server and Date headers are the first two
+    resp.header_to_h1_wire(buf);
+
+    buf.put_slice(CRLF);
+    Ok(())
+}
+
+/// edgeward patch: `http_resp_header_to_buf` with the fields other than
+/// `Date` and `Connection` already serialized (`write_response_header_with_fields`);
+/// `date` and `connection` are the values the session inserted in `resp`.
+fn http_resp_header_with_fields_to_buf(
+    resp: &ResponseHeader,
+    fields: &[&[u8]],
+    date: &HeaderValue,
+    connection: &HeaderValue,
+    buf: &mut BytesMut,
+) -> std::result::Result<(), ()> {
+    http_resp_status_line_to_buf(resp, buf)?;
+    for part in fields {
+        buf.put_slice(part);
+    }
+    buf.put_slice(b"Date: ");
+    buf.put_slice(date.as_bytes());
+    buf.put_slice(b"\r\nConnection: ");
+    buf.put_slice(connection.as_bytes());
+    buf.put_slice(b"\r\n\r\n");
+    Ok(())
+}
+
+// edgeward patch: the status line apart, for both serializations above.
+fn http_resp_status_line_to_buf(
+    resp: &ResponseHeader,
+    buf: &mut BytesMut,
+) -> std::result::Result<(), ()> {
     // Status-Line
     let version = match resp.version {
         Version::HTTP_09 => "HTTP/0.9 ",
@@ -2023,12 +2125,6 @@ fn http_resp_header_to_buf(
     if let Some(reason_buf) = reason {
         buf.put_slice(reason_buf.as_bytes());
     }
-    buf.put_slice(CRLF);
-
-    // headers
-    // TODO: style: make sure Server and Date headers are the first two
-    resp.header_to_h1_wire(buf);
-
     buf.put_slice(CRLF);
     Ok(())
 }
@@ -2936,6 +3032,155 @@ mod tests_stream {
         http_stream.update_resp_headers = false;
         http_stream
             .write_response_header_ref(&new_response)
+            .await
+            .unwrap();
+    }
+
+    // edgeward patch: `write_response_header_with_fields` writes what
+    // `write_response_header` writes (the `Date` value aside, which moves
+    // with the clock), decides keep-alive and the body's framing the same
+    // way, and records the header it was given as `response_written`: the
+    // whole one, or one with only the framing field.
+    #[derive(Clone, Copy, PartialEq)]
+    enum HeaderWrite {
+        Header,
+        Fields,
+        FieldsFramingOnly,
+    }
+
+    async fn written_both_ways(
+        request: &[u8],
+        status: u16,
+        body: &[u8],
+        how: HeaderWrite,
+    ) -> (String, bool, ResponseHeader) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        client.write_all(request).await.unwrap();
+        let mut session = HttpSession::new(Box::new(server));
+        session.read_request().await.unwrap();
+        let mut resp = ResponseHeader::build_no_case(status, None).unwrap();
+        resp.append_header("Content-Type", "text/plain").unwrap();
+        resp.append_header("Set-Cookie", "a=1").unwrap();
+        resp.append_header("Set-Cookie", "b=2").unwrap();
+        resp.append_header("x-custom-field", "v").unwrap();
+        resp.append_header("Content-Length", body.len().to_string())
+            .unwrap();
+        let mut fields = BytesMut::new();
+        resp.header_to_h1_wire(&mut fields);
+        let parts: [&[u8]; 1] = [&fields];
+        match how {
+            HeaderWrite::Header => session.write_response_header(Box::new(resp)).await,
+            HeaderWrite::Fields => {
+                session
+                    .write_response_header_with_fields(Box::new(resp), &parts)
+                    .await
+            }
+            HeaderWrite::FieldsFramingOnly => {
+                let mut framing = ResponseHeader::build_no_case(status, None).unwrap();
+                let length = resp.headers.get(CONTENT_LENGTH).unwrap().clone();
+                framing.insert_header(CONTENT_LENGTH, length).unwrap();
+                session
+                    .write_response_header_with_fields(Box::new(framing), &parts)
+                    .await
+            }
+        }
+        .unwrap();
+        // Twice the body: what the framing does not allow is not written.
+        session.write_body(body).await.unwrap();
+        session.write_body(body).await.unwrap();
+        session.finish_body().await.unwrap();
+        let keepalive = session.will_keepalive();
+        let recorded = session.response_written().unwrap().clone();
+        drop(session);
+        let mut out = Vec::new();
+        client.read_to_end(&mut out).await.unwrap();
+        let mut out = String::from_utf8(out).unwrap();
+        // The one line that may differ between two writes (none in a 1xx).
+        if let Some(date) = out.find("\r\nDate: ") {
+            let end = date + 2 + out[date + 2..].find("\r\n").unwrap();
+            out.replace_range(date + 2..end, "Date: -");
+        }
+        (out, keepalive, recorded)
+    }
+
+    #[rstest]
+    #[case::keepalive(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 200)]
+    #[case::close(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 200)]
+    #[case::http10(b"GET / HTTP/1.0\r\n\r\n", 200)]
+    #[case::head(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n", 200)]
+    #[case::not_found(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 404)]
+    #[case::no_content(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 204)]
+    #[case::upgrade(
+        b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+        101
+    )]
+    #[tokio::test]
+    async fn write_with_fields_as_write(#[case] request: &[u8], #[case] status: u16) {
+        let body: &[u8] = if status == 204 { b"" } else { b"body" };
+        let (plain, plain_keepalive, plain_recorded) =
+            written_both_ways(request, status, body, HeaderWrite::Header).await;
+        let (fields, fields_keepalive, fields_recorded) =
+            written_both_ways(request, status, body, HeaderWrite::Fields).await;
+        assert_eq!(fields, plain);
+        assert_eq!(fields_keepalive, plain_keepalive);
+        assert_eq!(fields_recorded.status, plain_recorded.status);
+        if status != 101 {
+            // 101 is serialized from the header: the fields are not used.
+            let (framing, framing_keepalive, framing_recorded) =
+                written_both_ways(request, status, body, HeaderWrite::FieldsFramingOnly).await;
+            assert_eq!(framing, plain);
+            assert_eq!(framing_keepalive, plain_keepalive);
+            let recorded: Vec<_> = framing_recorded.headers.keys().collect();
+            assert_eq!(
+                recorded,
+                [&CONTENT_LENGTH, &header::DATE, &header::CONNECTION]
+            );
+        }
+        let names = |h: &ResponseHeader| {
+            h.headers
+                .iter()
+                .filter(|(n, _)| *n != header::DATE)
+                .map(|(n, v)| (n.clone(), v.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&fields_recorded), names(&plain_recorded));
+        if status == 101 {
+            // Informational: no `Date` or `Connection` set, the fields
+            // serialized from the header. Upgraded: the connection carries
+            // whatever follows, and closes.
+            assert!(!plain.contains("\r\nDate: "), "{plain}");
+            assert!(!plain_keepalive);
+            assert!(plain.ends_with("\r\n\r\nbodybody"), "{plain}");
+        } else {
+            assert!(fields_recorded.headers.contains_key(header::DATE));
+            // The cases do differ where they should.
+            let connection = if plain_keepalive {
+                "keep-alive"
+            } else {
+                "close"
+            };
+            assert!(plain.contains(&format!("\r\nConnection: {connection}\r\n")));
+            let body_sent = request.starts_with(b"GET") && status != 204;
+            assert_eq!(plain.ends_with("\r\n\r\nbody"), body_sent, "{plain}");
+        }
+    }
+
+    // edgeward patch: an informational header is serialized from the header;
+    // the fields given (meant for a final one) are not written.
+    #[tokio::test]
+    async fn write_with_fields_informational_ignores_fields() {
+        let read_wire = b"GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n";
+        let write_expected = b"HTTP/1.1 100 Continue\r\n\r\n";
+        let mock_io = Builder::new().read(read_wire).write(write_expected).build();
+        let mut http_stream = HttpSession::new(Box::new(mock_io));
+        http_stream.read_request().await.unwrap();
+        let parts: [&[u8]; 1] = [b"Not-Written: x\r\n"];
+        http_stream
+            .write_response_header_with_fields(
+                Box::new(ResponseHeader::build(100, None).unwrap()),
+                &parts,
+            )
             .await
             .unwrap();
     }
