@@ -167,11 +167,11 @@ pub(crate) async fn serve_fresh_hit(
         // (`hit_header`); the two set here follow them, then the session's
         // `Date` and `Connection`.
         let header = Box::new(hit.recorded(found.age, request_id, logged)?);
-        let mut digits = [0u8; 20];
+        let age = crate::decimal::Decimal::new(found.age);
         let fields: [&[u8]; 6] = [
             &hit.fields,
             b"Age: ",
-            decimal(found.age, &mut digits),
+            age.as_bytes(),
             b"\r\nX-Request-Id: ",
             request_id.as_bytes(),
             b"\r\n",
@@ -193,19 +193,6 @@ pub(crate) async fn serve_fresh_hit(
         }
     }
     Ok(true)
-}
-
-/// `n` in decimal, in `buf`.
-fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
 }
 
 /// What `serve_fresh_hit` answers with, built once per stored entry
