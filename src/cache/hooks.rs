@@ -214,13 +214,7 @@ pub(crate) struct HitHeader {
 impl HitHeader {
     /// Bytes it holds, about.
     pub(crate) fn weight(&self) -> usize {
-        let fields: usize = self
-            .header
-            .headers
-            .iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + 32)
-            .sum();
-        fields + self.fields.len() + 128
+        super::memory::fields_weight(&self.header) + self.fields.len() + 128
     }
 
     /// The header handed to Pingora's session with `fields`: what the

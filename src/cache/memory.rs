@@ -105,14 +105,16 @@ impl Meta {
 
     /// Bytes counted for it.
     pub(super) fn weight(&self) -> usize {
-        let fields = |h: &ResponseHeader| {
-            h.headers
-                .iter()
-                .map(|(k, v)| k.as_str().len() + v.len() + 32)
-                .sum::<usize>()
-        };
-        fields(&self.header) + self.hit.as_ref().map_or(0, |h| h.weight()) + 128
+        fields_weight(&self.header) + self.hit.as_ref().map_or(0, |h| h.weight()) + 128
     }
+}
+
+/// Bytes counted for a header's fields.
+pub(super) fn fields_weight(h: &ResponseHeader) -> usize {
+    h.headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 32)
+        .sum()
 }
 
 struct Entry {

@@ -1063,9 +1063,6 @@ impl HttpSession {
         if !header.status.is_informational() && self.update_resp_headers {
             /* update headers */
             let date = date::get_cached_date();
-            let date_here = fields.is_some().then(|| date.clone());
-            header.insert_header(header::DATE, date)?;
-
             // edgeward patch: static values (the TODO here asked for it): a
             // `&str` was checked and copied into a new allocation on every
             // response.
@@ -1074,9 +1071,10 @@ impl HttpSession {
             } else {
                 HeaderValue::from_static("close")
             };
-            if let Some(date) = date_here {
-                set_here = Some((date, connection_value.clone()));
+            if fields.is_some() {
+                set_here = Some((date.clone(), connection_value.clone()));
             }
+            header.insert_header(header::DATE, date)?;
             header.insert_header(header::CONNECTION, connection_value)?;
         }
 
