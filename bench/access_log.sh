@@ -16,7 +16,7 @@ usage() {
 Usage: bench/access_log.sh [options]
 
   --edgeward PATH       edgeward binary (default: target/release/edgeward;
-                        built with `cargo build --release` if missing)
+                        built by scripts/build if missing)
   --threads N           edgeward threads (default 1)
   --duration SECONDS    duration of each measured wrk run (default 10)
   --rounds R            interleaved off,on rounds (default 3)

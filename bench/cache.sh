@@ -20,7 +20,7 @@ usage() {
 Usage: bench/cache.sh [options]
 
   --edgeward PATH       edgeward binary (default: target/release/edgeward;
-                        built with `cargo build --release` if missing)
+                        built by scripts/build if missing)
   --threads N           edgeward threads = nginx worker_processes = varnish
                         thread pools (default 1)
   --duration SECONDS    duration of each measured wrk run (default 10)
@@ -96,8 +96,8 @@ cd "$REPO_ROOT"
 resolve_edgeward "$EDGEWARD"
 PINGORA_STATIC="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/examples/pingora-static"
 if [[ ! -x "$PINGORA_STATIC" ]]; then
-    log "$PINGORA_STATIC missing; running cargo build --release --example pingora-static"
-    cargo build --release --example pingora-static >&2
+    log "$PINGORA_STATIC missing; running scripts/build --example pingora-static"
+    scripts/build --example pingora-static >&2
 fi
 
 # ---------------------------------------------------------------- work dir + cleanup

@@ -140,8 +140,8 @@ for s in "${LIST[@]}"; do
     esac
     case "$s" in
         nginx|edgeward) NAMES+=("$s") ;;
-        pingora-static) [[ -x "$PINGORA_STATIC" ]] || die "$PINGORA_STATIC missing: cargo build --release --example pingora-static"; NAMES+=("$s") ;;
-        pingora-proxy-min) [[ -x "$PINGORA_MIN" ]] || die "$PINGORA_MIN missing: cargo build --release --example pingora-proxy-min"; NAMES+=("$s") ;;
+        pingora-static) [[ -x "$PINGORA_STATIC" ]] || die "$PINGORA_STATIC missing: scripts/build --example pingora-static"; NAMES+=("$s") ;;
+        pingora-proxy-min) [[ -x "$PINGORA_MIN" ]] || die "$PINGORA_MIN missing: scripts/build --example pingora-proxy-min"; NAMES+=("$s") ;;
         pingap)
             if [[ -n "$PINGAP" && -x "$PINGAP" ]]; then NAMES+=("$s")
             else log "no pingap binary (--pingap PATH or on PATH): measured without it"; fi ;;

@@ -106,7 +106,7 @@ install_missing() {
 
 # ---------------------------------------------------------------- edgeward binary
 # resolve_edgeward PATH : set EDGEWARD to PATH (relative to ORIG_PWD), or when
-# PATH is empty to the release binary, built with `cargo build --release` if
+# PATH is empty to the release binary, built as it ships (scripts/build) if
 # it is missing. Needs REPO_ROOT and ORIG_PWD.
 resolve_edgeward() {
     if [[ -n "$1" ]]; then
@@ -118,9 +118,9 @@ resolve_edgeward() {
     EDGEWARD="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/edgeward"
     if [[ ! -x "$EDGEWARD" ]]; then
         command -v cargo >/dev/null 2>&1 || die "$EDGEWARD missing and cargo not found"
-        log "$EDGEWARD missing; running cargo build --release"
-        (cd "$REPO_ROOT" && cargo build --release >&2)
-        [[ -x "$EDGEWARD" ]] || die "cargo build --release did not produce $EDGEWARD"
+        log "$EDGEWARD missing; running scripts/build"
+        (cd "$REPO_ROOT" && scripts/build >&2)
+        [[ -x "$EDGEWARD" ]] || die "scripts/build did not produce $EDGEWARD"
     fi
 }
 

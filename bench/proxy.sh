@@ -22,7 +22,7 @@ usage() {
 Usage: bench/proxy.sh [options]
 
   --edgeward PATH       edgeward binary (default: target/release/edgeward;
-                        built with `cargo build --release` if missing)
+                        built by scripts/build if missing)
   --threads N           edgeward threads = nginx worker_processes (default 1)
   --duration SECONDS    duration of each measured wrk run (default 10)
   --rounds R            interleaved A,B rounds per connection count (default 2)
@@ -113,7 +113,7 @@ PINGORA_MIN="$(dirname "$EDGEWARD")/examples/pingora-proxy-min"
 [[ -x "$PINGORA_MIN" ]] || PINGORA_MIN=""
 PINGAP=$(find_pingap "$PINGAP")
 if (( ! EXTRA )); then PINGORA_MIN=""; PINGAP=""; fi
-[[ -n "$PINGORA_MIN" ]] || log "pingora-proxy-min not built (cargo build --release --example pingora-proxy-min): left out"
+[[ -n "$PINGORA_MIN" ]] || log "pingora-proxy-min not built (scripts/build --example pingora-proxy-min): left out"
 [[ -n "$PINGAP" ]] || log "no Pingap binary (cargo install pingap --version 0.13.1 --locked, or --pingap PATH): left out"
 
 # ---------------------------------------------------------------- work dir + cleanup

@@ -22,7 +22,7 @@ usage() {
 Usage: bench/slowloris.sh [options]
 
   --edgeward PATH     edgeward binary (default: target/release/edgeward;
-                      built with `cargo build --release` if missing)
+                      built by scripts/build if missing)
   --threads N         edgeward threads = nginx worker_processes (default 1)
   --duration S        each measured wrk run, seconds (default 10)
   --rounds R          rounds, servers alternating (default 2)

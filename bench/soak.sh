@@ -26,7 +26,7 @@ usage() {
 Usage: bench/soak.sh [options]
 
   --edgeward PATH     edgeward binary (default: target/release/edgeward;
-                      built with `cargo build --release` if missing)
+                      built by scripts/build if missing)
   --duration SECONDS  traffic after the warm-up (default 600)
   --workers N         concurrent clients (default 8)
   --threads N         edgeward worker threads (default 2)

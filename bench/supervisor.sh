@@ -25,7 +25,7 @@ usage() {
 Usage: bench/supervisor.sh [options]
 
   --edgeward PATH       edgeward binary (default: target/release/edgeward;
-                        built with `cargo build --release` if missing)
+                        built by scripts/build if missing)
   --runs N              cold starts to measure (default 20)
   --threads N           edgeward threads (default 1)
   --duration SECONDS    duration of each measured wrk run (default 10)
@@ -235,7 +235,7 @@ accounts:
 EOF
 if ! check_out=$("$EDGEWARD" check -c "$CONF" 2>&1); then
     printf '%s\n' "$check_out" >&2
-    die "$EDGEWARD rejects the benchmark config (a build without the supervisor? rebuild with cargo build --release)"
+    die "$EDGEWARD rejects the benchmark config (a build without the supervisor? rebuild with scripts/build)"
 fi
 
 # start_edgeward NAME : start edgeward (own session), wait until it proxies addr.local.

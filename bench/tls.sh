@@ -26,7 +26,7 @@ usage() {
 Usage: bench/tls.sh [options]
 
   --edgeward PATH       edgeward binary (default: target/release/edgeward;
-                        built with `cargo build --release` if missing)
+                        built by scripts/build if missing)
   --threads N           edgeward threads = nginx worker_processes (default 1)
   --duration SECONDS    duration of each measured run (default 10)
   --rounds R            alternating edgeward,nginx rounds per test (default 2)

@@ -17,8 +17,8 @@
 #                    the script copies $SHARED/data/cache-tests-suite to a temp
 #                    dir and runs `npm ci --omit=dev` there (the suite is never
 #                    part of this repository)
-#   EDGEWARD         the binary (default target/release/edgeward, built with
-#                    `cargo build --release --locked`)
+#   EDGEWARD         the binary (default target/release/edgeward, built as it
+#                    ships, by scripts/build)
 #   OUT_DIR          where the result JSON files go (default: the temp dir, kept
 #                    and printed at the end)
 #   STORE_SET_COOKIE true|false: set the site's cache.store_set_cookie (default:
@@ -88,7 +88,7 @@ else
 fi
 
 if [[ -z "${EDGEWARD:-}" ]]; then
-    (cd "$ROOT" && cargo build --release --locked --quiet --bin edgeward)
+    "$ROOT/scripts/build" --quiet --bin edgeward
     EDGEWARD="${CARGO_TARGET_DIR:-$ROOT/target}/release/edgeward"
 fi
 # A copy: a shared target dir may be rebuilt meanwhile.

@@ -35,7 +35,7 @@ if [ ! -d "$KIT" ] || [ ! -d "$TESTS" ]; then
 fi
 
 if [ -z "${EDGEWARD:-}" ]; then
-    cargo build --release --locked --quiet --bin edgeward
+    "$ROOT/scripts/build" --quiet --bin edgeward
     EDGEWARD=${CARGO_TARGET_DIR:-$ROOT/target}/release/edgeward
 fi
 
