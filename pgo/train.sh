@@ -12,7 +12,8 @@
 #      commit and the workloads into pgo/SOURCE.
 # Needs what the bench scripts need (nginx, wrk, redis-server, h2load, openssl,
 # libnginx-mod-http-modsecurity: they install what is missing on Debian) and
-# about 12 minutes on 2 cores (7 of them the instrumented build).
+# about 20 minutes on 2 cores (15 of them the two instrumented builds; less
+# when target/pgo-gen is still there from an earlier run).
 #
 # Usage: pgo/train.sh [--keep]   (--keep: leave the raw counts and the bench
 #                                 reports in the work dir it names)
