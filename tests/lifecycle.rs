@@ -55,12 +55,23 @@ async fn sigterm_gives_up_at_the_grace_period() {
     let up = Upstream::start("stall", Behaviour::Stall).await;
     let mut ew = Edgeward::start(&config(&up.address(), "1s")).await;
     let port = ew.port;
-    let stuck = tokio::spawn(async move { get(port, "slow.test", "/").await });
-    // Wait until the request is in flight (the upstream accepted it).
-    eventually(DEADLINE, "request in flight", || async {
-        (up.hits.load(Ordering::SeqCst) == 1).then_some(())
+    let stuck = tokio::spawn(async move { get(port, "slow.test", "/stuck").await });
+    // Wait until the request is in flight: its head reached the upstream.
+    // A client that gave up first fails here with its error, not a timeout.
+    let arrived = eventually(DEADLINE, "request in flight", || async {
+        if stuck.is_finished() {
+            return Some(false);
+        }
+        String::from_utf8_lossy(&up.received())
+            .contains("GET /stuck HTTP/1.1")
+            .then_some(true)
     })
     .await;
+    if !arrived {
+        let r = stuck.await.unwrap().map(|r| r.status);
+        panic!("the request ended before reaching the upstream: {r:?}");
+    }
+    assert_eq!(up.hits.load(Ordering::SeqCst), 1, "one request upstream");
     let t0 = Instant::now();
     ew.signal("TERM");
     ew.wait_exit(Duration::from_secs(10)).await;

@@ -141,10 +141,12 @@ impl Edgeward {
             // Listening, and the listener is edgeward's: a port picked by
             // `free_port` may have been taken meanwhile by another test's
             // server (which would answer in edgeward's place until edgeward
-            // gives up with "Address already in use").
-            if TcpStream::connect(("127.0.0.1", self.port)).await.is_ok()
-                && listens_on(self.pid(), self.port)
+            // gives up with "Address already in use"). Checked before the
+            // connect, so that the probe never reaches that other server
+            // (a connection it would count as a request).
+            if listens_on(self.pid(), self.port)
                 && (!admin || listens_on(self.pid(), self.admin_port))
+                && TcpStream::connect(("127.0.0.1", self.port)).await.is_ok()
             {
                 return Ok(());
             }

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
 /// What a test upstream does with each request.
@@ -37,7 +37,8 @@ pub(crate) enum Behaviour {
 pub(crate) struct Upstream {
     pub(crate) addr: SocketAddr,
     pub(crate) name: String,
-    /// Requests seen (Stall: connections accepted).
+    /// Requests seen (Stall: request heads received; a connection that
+    /// sends none, such as another test's port probe, is not one).
     pub(crate) hits: Arc<AtomicUsize>,
     /// Every byte read from every connection, in arrival order.
     received: Arc<Mutex<Vec<u8>>>,
@@ -182,8 +183,16 @@ impl Upstream {
                 tokio::spawn(async move {
                     let _guard = guard;
                     if matches!(b, Behaviour::Stall) {
-                        // Hold the connection open, read nothing, answer
-                        // nothing (until the upstream is dropped).
+                        // Read the request head, then hold the connection
+                        // open and answer nothing (until the upstream is
+                        // dropped).
+                        let (mut stream, mut head, mut buf) = (stream, Vec::new(), [0u8; 1024]);
+                        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match stream.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => head.extend_from_slice(&buf[..n]),
+                            }
+                        }
                         h.fetch_add(1, Ordering::SeqCst);
                         let _keep = stream;
                         std::future::pending::<()>().await;
