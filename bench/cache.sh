@@ -24,7 +24,7 @@ Usage: bench/cache.sh [options]
   --threads N           edgeward threads = nginx worker_processes = varnish
                         thread pools (default 1)
   --duration SECONDS    duration of each measured wrk run (default 10)
-  --rounds R            interleaved rounds (default 2)
+  --rounds R            interleaved rounds (default 4)
   --connections C       wrk connections (default 50)
   --wrk-threads N       wrk threads (default 2)
   --warmup SECONDS      warm-up run per cache and size (default 2)
@@ -45,7 +45,7 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 EDGEWARD=""
 THREADS=1
 DURATION=10
-ROUNDS=2
+ROUNDS=4
 CONNS=50
 WRK_THREADS=2
 WARMUP=2
@@ -310,6 +310,25 @@ for s in "${SIZE_LIST[@]}"; do
     printf '| %s KiB | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$s" "$(ratio "$m" "$n")" "$(ratio "$rd" "$n")" \
         "$(ratio "$dd" "$n")" "$(ratio "$m" "$v")" "$(ratio "$rd" "$v")" "$(ratio "$dd" "$v")" \
         "$(ratio "$ps" "$n")" "$(ratio "$m" "$ps")"
+done
+echo
+# The same ratios round by round: each pair was measured minutes apart at
+# most, so the spread shows how much of a ratio is the machine's noise (on
+# a shared VM, one server's req/s moves by up to 15 % from round to round).
+echo "Round by round (each ratio from the same round's runs; median, then every round):"
+echo
+echo "| object | ratio | median | min | max | rounds |"
+echo "|-------:|:------|-------:|----:|----:|:-------|"
+for s in "${SIZE_LIST[@]}"; do
+    for pair in "edgeward-memory nginx memory/nginx" "edgeward-redis nginx redis/nginx" \
+        "pingora-static nginx pingora-static/nginx" "edgeward-memory pingora-static memory/pingora-static"; do
+        read -r a b label <<<"$pair"
+        read -ra av <<<"${RPS[$s,$a]}"; read -ra bv <<<"${RPS[$s,$b]}"
+        rs=()
+        for i in "${!av[@]}"; do rs+=("$(ratio "${av[$i]}" "${bv[$i]}")"); done
+        printf '| %s KiB | %s | %.2f | %s | %s | %s |\n' "$s" "$label" "$(median "${rs[@]}")" \
+            "$(printf '%s\n' "${rs[@]}" | sort -g | head -n1)" "$(printf '%s\n' "${rs[@]}" | sort -g | tail -n1)" "${rs[*]}"
+    done
 done
 echo
 echo "pingora-static answers every request from \`request_filter\` with a response built at start-up (bench/pingora_static.rs): pingora-static/nginx is the most any server on Pingora's HTTP stack can reach here; memory/pingora-static is how close edgeward's cache hits come to it."
