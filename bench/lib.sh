@@ -270,11 +270,10 @@ nginx_proxy_location() {
 EOF
 }
 
-# nginx_cache_http DIR: nginx's proxy_cache as bench/cache.sh and
-# bench/cost.sh --hit set it up, inside http { } (cache files in DIR/cache):
-# as an operator would, sendfile and an open file cache (proxy_cache's files
-# are opened through it); X-Cache tells a hit.
-nginx_cache_http() {
+# nginx_send_files: how every nginx of the benchmarks that sends files (cache
+# hits, bench/sendfile.sh's static file) is tuned, inside http { }: as an
+# operator would, sendfile and an open file cache.
+nginx_send_files() {
     cat <<EOF
     sendfile on;
     # tcp_nopush off: with it (and sendfile) every keep-alive 100 KiB hit
@@ -284,6 +283,16 @@ nginx_cache_http() {
     open_file_cache max=1000 inactive=60s;
     open_file_cache_valid 60s;
     open_file_cache_min_uses 1;
+EOF
+}
+
+# nginx_cache_http DIR: nginx's proxy_cache as bench/cache.sh and
+# bench/cost.sh --hit set it up, inside http { } (cache files in DIR/cache):
+# tuned as nginx_send_files says (proxy_cache's files are opened through the
+# open file cache); X-Cache tells a hit.
+nginx_cache_http() {
+    nginx_send_files
+    cat <<EOF
     proxy_cache_path $1/cache levels=1:2 keys_zone=bench:10m max_size=1g inactive=1h use_temp_path=off;
     proxy_cache bench;
     proxy_cache_lock on;

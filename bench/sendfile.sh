@@ -98,12 +98,8 @@ chmod -R a+rX "$NX_DIR"
     nginx_main "$NX_DIR" 1
     echo "http {"
     nginx_http_common "$NX_DIR"
+    nginx_send_files
     cat <<EOF
-    sendfile on;
-    tcp_nopush off;
-    open_file_cache max=1000 inactive=60s;
-    open_file_cache_valid 60s;
-    open_file_cache_min_uses 1;
     server {
         listen 127.0.0.1:${PORT[nginx-static]};
         location / { root $NX_DIR/www; try_files /body.txt =404; }
