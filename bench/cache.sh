@@ -323,11 +323,7 @@ for s in "${SIZE_LIST[@]}"; do
     for pair in "edgeward-memory nginx memory/nginx" "edgeward-redis nginx redis/nginx" \
         "pingora-static nginx pingora-static/nginx" "edgeward-memory pingora-static memory/pingora-static"; do
         read -r a b label <<<"$pair"
-        read -ra av <<<"${RPS[$s,$a]}"; read -ra bv <<<"${RPS[$s,$b]}"
-        rs=()
-        for i in "${!av[@]}"; do rs+=("$(ratio "${av[$i]}" "${bv[$i]}")"); done
-        printf '| %s KiB | %s | %.2f | %s | %s | %s |\n' "$s" "$label" "$(median "${rs[@]}")" \
-            "$(printf '%s\n' "${rs[@]}" | sort -g | head -n1)" "$(printf '%s\n' "${rs[@]}" | sort -g | tail -n1)" "${rs[*]}"
+        printf '| %s KiB | %s | %s |\n' "$s" "$label" "$(round_ratios "${RPS[$s,$a]}" "${RPS[$s,$b]}")"
     done
 done
 echo

@@ -208,6 +208,34 @@ parse_wrk() {
 # ratio A B : A/B with 2 decimals, "n/a" when B is not positive.
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
+# round_ratios "A1 A2 ..." "B1 B2 ..." : the ratios A_i/B_i of runs made in
+# the same round, as markdown cells "median | lowest | highest | every
+# round": how much of a ratio is the machine's noise.
+round_ratios() {
+    local -a rr_num rr_den rr_ratios=()
+    local i
+    read -ra rr_num <<<"$1"; read -ra rr_den <<<"$2"
+    for i in "${!rr_num[@]}"; do rr_ratios+=("$(ratio "${rr_num[$i]}" "${rr_den[$i]}")"); done
+    printf '%.2f | %s | %s | %s' "$(median "${rr_ratios[@]}")" \
+        "$(printf '%s\n' "${rr_ratios[@]}" | sort -g | head -n1)" \
+        "$(printf '%s\n' "${rr_ratios[@]}" | sort -g | tail -n1)" "${rr_ratios[*]}"
+}
+
+# server_ticks PID : CPU time (user + system, clock ticks) of every process
+# in the session of PID (start_bg runs each server in its own session: the
+# nginx master and workers, edgeward and all its threads).
+server_ticks() {
+    local p line rest t=0
+    local -a st_fields
+    for p in $(pgrep -s "$1"); do
+        read -r line <"/proc/$p/stat" 2>/dev/null || continue
+        rest=${line##*) }                    # fields from 3 (state) on
+        read -r -a st_fields <<<"$rest"
+        t=$(( t + st_fields[11] + st_fields[12] ))   # utime (14), stime (15)
+    done
+    echo "$t"
+}
+
 # ---------------------------------------------------------------- nginx
 # nginx_main DIR WORKERS / nginx_http_common DIR: the configuration every nginx
 # of the benchmarks shares (everything inside DIR; temp paths set explicitly so

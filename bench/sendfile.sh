@@ -14,7 +14,7 @@
 # bench/cache.sh tunes its proxy_cache (nginx-static).
 # Loaded as bench/cache.sh loads its servers (wrk -t2 -c50, unpinned, all on
 # 127.0.0.1), alternating over rounds. Reports req/s, the server's CPU per
-# request (utime + stime of /proc/PID/stat) and each mode against writev,
+# request (utime + stime of its session, server_ticks) and each mode against writev,
 # round by round. Progress goes to stderr, the markdown report to stdout.
 #
 # Usage: bench/sendfile.sh [--size KIB] [--duration S] [--rounds R]
@@ -115,15 +115,6 @@ for m in "${MODES[@]}"; do
     [[ "$got" == $(( SIZE * 1024 )) ]] || die "$m answered $got bytes, not $(( SIZE * 1024 ))"
 done
 
-# CPU ticks of PID and its children (nginx's worker), utime + stime.
-cpu_ticks() {
-    local p t=0 s
-    for p in "$1" $(pgrep -P "$1" || true); do
-        s=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{ print $12 + $13 }') || true
-        t=$(( t + ${s:-0} ))   # a child may be gone meanwhile
-    done
-    echo "$t"
-}
 HZ=$(getconf CLK_TCK)
 
 declare -A RPS CPU
@@ -133,9 +124,9 @@ done
 for (( r = 1; r <= ROUNDS; r++ )); do
     for m in "${MODES[@]}"; do
         log "round $r/$ROUNDS: $m (${DURATION}s)"
-        t0=$(cpu_ticks "${PID[$m]}")
+        t0=$(server_ticks "${PID[$m]}")
         run_wrk "$m" "${PID[$m]}" "$RAW/$m-r$r.txt" -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:${PORT[$m]}/"
-        t1=$(cpu_ticks "${PID[$m]}")
+        t1=$(server_ticks "${PID[$m]}")
         read -r rps _ _ errs reqs <<<"$(parse_wrk "$RAW/$m-r$r.txt")"
         (( errs == 0 )) || die "$m: $errs errors in round $r"
         RPS[$m]+="$rps "
@@ -158,13 +149,8 @@ done
 echo
 echo "| against writev | median | min | max | every round |"
 echo "|:--|--:|--:|--:|:--|"
-read -ra wv <<<"${RPS[writev]}"
 for m in sendfile nginx nginx-static; do
-    read -ra mv <<<"${RPS[$m]}"
-    rs=()
-    for i in "${!wv[@]}"; do rs+=("$(ratio "${mv[$i]}" "${wv[$i]}")"); done
-    printf '| %s/writev | %.2f | %s | %s | %s |\n' "$m" "$(median "${rs[@]}")" \
-        "$(printf '%s\n' "${rs[@]}" | sort -g | head -n1)" "$(printf '%s\n' "${rs[@]}" | sort -g | tail -n1)" "${rs[*]}"
+    printf '| %s/writev | %s |\n' "$m" "$(round_ratios "${RPS[$m]}" "${RPS[writev]}")"
 done
 echo
 SUCCESS=1

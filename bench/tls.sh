@@ -277,20 +277,7 @@ for v in -tls1_3 -tls1_2; do
 done
 
 # ---------------------------------------------------------------- measuring
-# server_ticks PID : CPU time (user + system, clock ticks) of every process
-# in the session of PID (start_bg runs each server in its own session: the
-# nginx master and workers, edgeward and all its threads).
-server_ticks() {
-    local p line rest t=0
-    local -a f
-    for p in $(pgrep -s "$1"); do
-        read -r line <"/proc/$p/stat" 2>/dev/null || continue
-        rest=${line##*) }                    # fields from 3 (state) on
-        read -r -a f <<<"$rest"
-        t=$(( t + f[11] + f[12] ))           # utime (14), stime (15)
-    done
-    echo "$t"
-}
+# server_ticks (bench/lib.sh): CPU time of a server's whole session.
 now_ns() { date +%s%N; }
 
 # Results per row key (test, or test-cC) and server, one value per round.
